@@ -1,0 +1,9 @@
+"""App users of this ctgan-server-cli server.
+
+Managed by `python -m ctgan_server users ...`; do not edit by hand.  Each value
+is a salted scrypt hash: scrypt$N$r$p$salt$hash (base64).  No passwords here.
+"""
+
+USERS = {
+    'demo': 'scrypt$16384$8$1$ZcyAg9G3sOpOLBCIDJxFWQ==$MQpdNuckeS2T+HAg6ux2gDUa4YuweE1r+TQLa8DHMI4=',
+}

@@ -1,0 +1,232 @@
+"""The `python -m ctgan_host` command line: thin click commands over ``Client``.
+
+Each command gathers its inputs (flags, then environment, then prompts when
+stdin is a terminal), makes one or two ``Client`` calls and prints the result.
+``main`` is the one place where errors become `Error: ...` and exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ctgan_server import __version__
+from ctgan_server.errors import CtganError, NotFoundError, UsageError
+
+from . import ui
+from .client import DEFAULT_EPOCHS, Client, check_local_csv
+from .config import Config, load_config
+
+DEMO_CSV = Path(__file__).parent / "demo_data" / "penguins.csv"
+DEMO_EPOCHS = 300  # upstream default; about 15 s on 2 CPU cores
+EXIT_INTERRUPTED = 130
+
+
+class App:
+    """Global options and the lazily built config and client, shared by every command."""
+
+    def __init__(self, config_path: str | None, user: str | None, password_stdin: bool, debug: bool):
+        self.config_path = config_path
+        self.user = user
+        self.password_stdin = password_stdin
+        self.debug = debug
+        self._config: Config | None = None
+        self._client: Client | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def ask(self, prompt: str, what: str, type: Any = str, hide_input: bool = False) -> Any:
+        """Prompt on a terminal; otherwise a missing value is a usage error, never a hang."""
+        if not ui.stdin_is_terminal():
+            raise UsageError(f"missing {what} (stdin is not a terminal, so nothing is asked)")
+        return click.prompt(prompt, type=type, hide_input=hide_input, err=True)
+
+    def credentials(self) -> tuple[str, str]:
+        user = self.user or os.environ.get("CTGAN_USER") or self.ask("Please enter your username", "username: use --user or CTGAN_USER")
+        if self.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                raise UsageError("--password-stdin was given but stdin held no password")
+        else:
+            password = os.environ.get("CTGAN_PASSWORD") or self.ask(
+                "Please enter your password", "password: use --password-stdin or CTGAN_PASSWORD", hide_input=True
+            )
+        return user, password
+
+    def connect(self, user: str, password: str) -> Client:
+        client = Client.from_loaded(self.config, debug=self.debug)
+        with ui.status(f"Connecting to {self.config.server.host}..."):
+            client.login(user, password)
+        self._client = client
+        return client
+
+    def login(self) -> Client:
+        return self.connect(*self.credentials())
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="FILE", help="config.toml to use (default: $CTGAN_HOST_CONFIG, then ./config.toml)")
+@click.option("--user", metavar="NAME", help="app username (default: $CTGAN_USER, then a prompt)")
+@click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
+@click.option("--debug", is_flag=True, help="show tracebacks and the server's log")
+@click.version_option(__version__, prog_name="ctgan-server-cli")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, user: str | None, password_stdin: bool, debug: bool) -> None:
+    """Fit CTGAN on a server over SSH, sample synthetic data, and bring it back."""
+    app = ctx.obj = App(config_path, user, password_stdin, debug)
+    ctx.call_on_close(app.close)
+
+
+def _resolve_csv(name: str, folder: Path) -> Path:
+    for candidate in (Path(name).expanduser(), folder / name):
+        if candidate.is_file():
+            return candidate
+    if Path(name).exists():
+        return Path(name)  # a folder: check_local_csv says so
+    raise NotFoundError(f"no such file: {name} (looked in the current folder and in {folder})")
+
+
+@cli.command()
+@click.argument("csv", required=False)
+@click.option("--epochs", type=click.IntRange(min=1), help=f"training epochs (default {DEFAULT_EPOCHS}; asked on a terminal)")
+@click.option("--discrete", multiple=True, metavar="COL", help="treat COL as categorical (repeatable)")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@pass_app
+def fit(app: App, csv: str | None, epochs: int | None, discrete: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Upload CSV, fit CTGAN on the server, and store the model there."""
+    interactive = ui.stdin_is_terminal()
+    folder = app.config.original_data
+    if csv is None:
+        if interactive:
+            ui.err.print(f"[bold]{ui.BANNER}[/bold]")
+            found = sorted(p.name for p in folder.glob("*.csv")) if folder.is_dir() else []
+            ui.err.print(f"CSV files in {folder}:" if found else f"(no CSV files in {folder})")
+            for name in found:
+                ui.err.print(f"  {name}")
+        csv = app.ask("Please enter original data filename", "CSV argument")
+    path = check_local_csv(_resolve_csv(csv, folder))
+    user, password = app.credentials()
+    if epochs is None:
+        epochs = app.ask("Please choose number of epochs for fitting", "--epochs", type=click.IntRange(min=1)) if interactive else DEFAULT_EPOCHS
+    if interactive and not yes:
+        target = app.config.server.host
+        if not ui.confirm(f"Upload {path.name} ({ui.human_size(path.stat().st_size)}) to {target} and fit {epochs} epochs?"):
+            raise click.Abort()
+    client = app.connect(user, password)
+    ui.err.print(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
+    with ui.FitProgress() as progress:
+        model = client.fit(path, epochs=epochs, discrete=discrete, on_event=progress.on_event)
+    if as_json:
+        ui.print_json({"model": model})
+    else:
+        ui.out.print(f"Model saved on the server as [bold]{model}[/bold]")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@pass_app
+def models(app: App, as_json: bool) -> None:
+    """List your models on the server."""
+    found = app.login().models()
+    ui.print_json(found) if as_json else ui.out.print(ui.models_table(found))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@pass_app
+def datasets(app: App, as_json: bool) -> None:
+    """List your synthetic datasets on the server."""
+    found = app.login().datasets()
+    ui.print_json(found) if as_json else ui.out.print(ui.datasets_table(found))
+
+
+def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]], table: Callable, prompt: str, what: str) -> str:
+    if given is not None:
+        return given
+    if ui.stdin_is_terminal():
+        ui.err.print(table(lister()))
+    return app.ask(prompt, what)
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--rows", type=click.IntRange(min=1), help="number of synthetic rows (asked on a terminal)")
+@click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
+@pass_app
+def sample(app: App, model: str | None, rows: int | None, out: str | None) -> None:
+    """Sample synthetic rows from MODEL; store them on the server and write a CSV here."""
+    client = app.login()
+    model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
+    if rows is None:
+        rows = app.ask("Please enter sampling size", "--rows", type=click.IntRange(min=1))
+    with ui.status(f"Sampling {rows} rows from {model}..."):
+        path, stored = client.sample_to_file(model, rows, out)
+    ui.out.print(f"Wrote {path} ({rows} rows); stored on the server as {stored['name']}")
+
+
+@cli.command()
+@click.argument("dataset", required=False)
+@click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
+@pass_app
+def download(app: App, dataset: str | None, out: str | None) -> None:
+    """Bring back a stored synthetic DATASET as a plain CSV."""
+    client = app.login()
+    dataset = _pick(app, dataset, client.datasets, ui.datasets_table, "Please enter synthetic data to download", "DATASET argument")
+    with ui.status(f"Downloading {dataset}..."):
+        path = client.download_to_file(dataset, out)
+    ui.out.print(f"Wrote {path}")
+
+
+@cli.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=DEMO_EPOCHS, show_default=True)
+@pass_app
+def demo(app: App, epochs: int) -> None:
+    """Fit the bundled penguins data, sample from it and download the result."""
+    from .demo import run_demo
+
+    run_demo(app, DEMO_CSV, epochs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="python -m ctgan_host", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except CtganError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("Aborted.", file=sys.stderr)
+        return 1
+    except click.ClickException as exc:
+        # Usage errors get one line, like every other error, not click's usage block.
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001  the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1

@@ -1,0 +1,204 @@
+"""The Python API: everything the CLI does, callable from a notebook.
+
+    from ctgan_host import Client
+    client = Client.from_config("config.toml")
+    client.login("alice", password)
+    model = client.fit(df, epochs=300)
+    synthetic = client.sample(model, 1000)
+
+pandas is imported only by the calls that take or return DataFrames.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
+
+from .config import Config, ServerConfig, load_config
+from .session import Session
+from .transfer import Progress, Transfer
+from .transport import open_connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OnEvent = Callable[[dict[str, Any]], None]
+DEFAULT_EPOCHS = 300  # upstream CTGAN's default
+
+
+def check_local_csv(path: str | os.PathLike) -> Path:
+    """Fail before connecting when the file plainly cannot be a CSV to fit on."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise UsageError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise BadDataError(f"{path.name} is empty")
+    return path
+
+
+def plain_name(stored_name: str) -> str:
+    """The local file name for a stored dataset: the same name without .gz."""
+    return stored_name[: -len(".gz")] if stored_name.endswith(".gz") else stored_name
+
+
+class Client:
+    def __init__(
+        self,
+        host: str = "local",
+        *,
+        port: int | None = None,
+        ssh_user: str | None = None,
+        identity_file: str | None = None,
+        known_hosts: str = "~/.ssh/known_hosts",
+        server_dir: str = ".",
+        python: str | None = None,
+        accept_new_host_keys: bool = False,
+        synthetic_output: str | os.PathLike = "synthetic_output",
+        debug: bool = False,
+    ):
+        if host == "local":
+            server_dir = str(Path(server_dir).expanduser().resolve())
+        self.server = ServerConfig(
+            host=host,
+            port=port,
+            user=ssh_user,
+            identity_file=identity_file,
+            known_hosts=known_hosts,
+            server_dir=server_dir,
+            python=python,
+            accept_new_host_keys=accept_new_host_keys,
+        )
+        self.synthetic_output = Path(synthetic_output)
+        self.debug = debug
+        self._session: Session | None = None
+        self._user: str | None = None
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike | None = None, debug: bool = False) -> "Client":
+        return cls.from_loaded(load_config(path), debug=debug)
+
+    @classmethod
+    def from_loaded(cls, config: Config, debug: bool = False) -> "Client":
+        client = cls(synthetic_output=config.synthetic_output, debug=debug)
+        client.server = config.server
+        return client
+
+    # -- session -------------------------------------------------------------
+    def connect(self) -> dict[str, Any]:
+        """Open the connection and check versions; returns what the server said about itself."""
+        if self._session is None:
+            session = Session(open_connection(self.server, self.debug))
+            try:
+                session.hello()
+            except BaseException:
+                session.close()
+                raise
+            self._session = session
+        return self._session.server_info
+
+    def login(self, user: str, password: str) -> None:
+        self.connect()
+        self._session.login(user, password)
+        self._user = user
+
+    @property
+    def session(self) -> Session:
+        if self._session is None or self._user is None:
+            raise AuthError("not logged in: call login(user, password) first")
+        return self._session
+
+    @property
+    def user(self) -> str | None:
+        return self._user
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self._session, self._user = None, None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- listing -------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        return self.session.call("models")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self.session.call("datasets")
+
+    # -- fit -----------------------------------------------------------------
+    def fit(
+        self,
+        data: "pd.DataFrame | str | os.PathLike",
+        epochs: int = DEFAULT_EPOCHS,
+        discrete: Iterable[str] = (),
+        name: str | None = None,
+        on_event: OnEvent | None = None,
+        on_upload: Progress | None = None,
+    ) -> str:
+        """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name."""
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise UsageError(f"epochs must be a whole number of at least 1, not {epochs!r}")
+        session = self.session
+        if isinstance(data, (str, os.PathLike)):
+            return self._fit_file(check_local_csv(data), epochs, discrete, name, on_event, on_upload)
+        with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
+            path = Path(tmp) / f"{name or 'dataframe'}.csv"
+            data.to_csv(path, index=False)
+            return self._fit_file(path, epochs, discrete, name, on_event, on_upload)
+
+    def _fit_file(self, path: Path, epochs: int, discrete: Iterable[str], name: str | None, on_event: OnEvent | None, on_upload: Progress | None) -> str:
+        staged = self.session.call("upload")
+        sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
+        result = self.session.call(
+            "fit",
+            on_event=on_event,
+            token=staged["token"],
+            filename=f"{name}.csv" if name else path.name,
+            sha256=sha256,
+            epochs=epochs,
+            discrete=list(discrete),
+        )
+        return result["model"]
+
+    # -- sample and download -----------------------------------------------------
+    def sample_to_file(self, model: str, rows: int, out_dir: str | os.PathLike | None = None, on_event: OnEvent | None = None) -> tuple[Path, dict[str, Any]]:
+        """Sample on the server, store the result there, and bring back a plain CSV."""
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+            raise UsageError(f"rows must be a whole number of at least 1, not {rows!r}")
+        result = self.session.call("sample", on_event=on_event, model=model, rows=rows)
+        return self._fetch(result, out_dir), result
+
+    def sample(self, model: str, rows: int, on_event: OnEvent | None = None) -> "pd.DataFrame":
+        """Sample ``rows`` synthetic rows as a DataFrame with the original's dtypes."""
+        with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
+            path, result = self.sample_to_file(model, rows, tmp, on_event)
+            return _read_csv(path, result.get("dtypes"))
+
+    def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None) -> Path:
+        return self._fetch(self.session.call("download", name=name), out_dir)
+
+    def download(self, name: str) -> "pd.DataFrame":
+        with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
+            return _read_csv(self.download_to_file(name, tmp), None)
+
+    def _fetch(self, stored: dict[str, Any], out_dir: str | os.PathLike | None) -> Path:
+        dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(stored["name"])
+        return Transfer(self.session.connection).get_gunzipped(stored["path"], stored["sha256"], dest)
+
+
+def _read_csv(path: Path, dtypes: dict[str, str] | None) -> "pd.DataFrame":
+    import pandas as pd
+
+    # Text columns are read as text so codes such as "007" keep their zeros.
+    text = {col: object for col, dtype in (dtypes or {}).items() if dtype == "object"}
+    return pd.read_csv(path, dtype=text or None)

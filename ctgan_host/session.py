@@ -1,0 +1,75 @@
+"""One RPC session with the server: hello, login, then calls, each answered in order."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+from ctgan_server import __version__
+from ctgan_server.errors import ConnectError, CtganError, ProtocolError, ServerEnvironmentError, from_wire
+from ctgan_server.protocol import PROTOCOL_VERSION, decode, encode, request
+
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+class Session:
+    def __init__(self, connection: Any):
+        self.connection = connection
+        self.ids = itertools.count(1)
+        self.server_info: dict[str, Any] = {}
+
+    def _server_gone(self) -> CtganError:
+        tail = self.connection.stderr.text()
+        last = tail.strip().splitlines()[-1] if tail.strip() else ""
+        where = self.connection.description
+        if "No module named ctgan_server" in tail:
+            return ServerEnvironmentError(
+                f"ctgan_server is not importable on the {where}: check [server] server_dir and python"
+            )
+        if not self.server_info and last:
+            return ServerEnvironmentError(f"the server on {where} did not start: {last}")
+        return ConnectError(f"the {where} closed the connection" + (f": {last}" if last else ""))
+
+    def call(self, method: str, on_event: OnEvent | None = None, **params: Any) -> Any:
+        msg_id = next(self.ids)
+        try:
+            self.connection.send(encode(request(msg_id, method, params)))
+        except (OSError, EOFError) as exc:
+            raise self._server_gone() from exc
+        while True:
+            try:
+                line = self.connection.readline()
+            except (OSError, EOFError) as exc:
+                raise self._server_gone() from exc
+            if not line:
+                raise self._server_gone()
+            if not line.strip():
+                continue
+            try:
+                message = decode(line)
+            except ProtocolError:
+                # Before the server has answered once, stray lines are noise
+                # from the remote shell (a chatty .bashrc); after, a real fault.
+                if not self.server_info:
+                    continue
+                raise
+            if "event" in message:
+                if on_event:
+                    on_event(message)
+                continue
+            if message.get("id") != msg_id:
+                raise ProtocolError(f"reply to request {message.get('id')!r} while waiting for {msg_id}")
+            if "error" in message:
+                err = message["error"]
+                raise from_wire(err.get("type", ""), err.get("message", "server error"))
+            return message.get("result")
+
+    def hello(self) -> dict[str, Any]:
+        self.server_info = self.call("hello", protocol=PROTOCOL_VERSION, version=__version__)
+        return self.server_info
+
+    def login(self, user: str, password: str) -> None:
+        self.call("login", user=user, password=password)
+
+    def close(self) -> None:
+        self.connection.close()

@@ -1,0 +1,152 @@
+"""What the user sees: tables, progress and prompts.  Results go to stdout, chatter to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterator
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+BANNER = "ctgan-server-cli: fit CTGAN on your server, bring back synthetic data"
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def print_json(data: Any) -> None:
+    # Plain print: rich would wrap long lines and break the JSON.
+    print(json.dumps(data))
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def models_table(models: list[dict[str, Any]]) -> Table:
+    table = Table(title="Models", title_justify="left")
+    for col, justify in (("name", "left"), ("size", "right"), ("rows", "right"), ("epochs", "right"), ("fit time", "right"), ("created (UTC)", "left")):
+        table.add_column(col, justify=justify)
+    for m in models:
+        seconds = m.get("seconds")
+        table.add_row(
+            m["name"], human_size(m.get("size_bytes")), str(m.get("rows") or ""), str(m.get("epochs") or ""),
+            f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "", m["created"],
+        )
+    return table
+
+
+def datasets_table(datasets: list[dict[str, Any]]) -> Table:
+    table = Table(title="Synthetic datasets", title_justify="left")
+    table.add_column("name")
+    table.add_column("size", justify="right")
+    table.add_column("created (UTC)")
+    for d in datasets:
+        table.add_row(d["name"], human_size(d.get("size_bytes")), d["created"])
+    return table
+
+
+def plan_table(columns: list[dict[str, Any]], rows: int) -> Table:
+    table = Table(title=f"Data integrity check ({rows} rows)", title_justify="left")
+    for col in ("column", "dtype", "kind", "nulls", "distinct", "reason"):
+        table.add_column(col, justify="right" if col in ("nulls", "distinct") else "left")
+    for c in columns:
+        table.add_row(str(c["name"]), c["dtype"], c["kind"], str(c["nulls"]), str(c["distinct"]), c.get("reason", ""))
+    return table
+
+
+class FitProgress:
+    """Live per-epoch losses: a rich bar on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self) -> None:
+        self.live = err.is_terminal
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "FitProgress":
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "plan":
+            err.print(plan_table(event["columns"], event["rows"]))
+        elif kind == "stage":
+            err.print(f"Training on {event.get('device', '?')}...")
+        elif kind == "epoch":
+            losses = f"loss G {event['loss_g']:+.4f}  D {event['loss_d']:+.4f}"
+            if self.progress is not None:
+                if self.task is None:
+                    self.task = self.progress.add_task("epochs", total=event["epochs"], losses="")
+                self.progress.update(self.task, completed=event["epoch"], losses=losses)
+            else:
+                print(f"epoch {event['epoch']}/{event['epochs']}  {losses}", file=sys.stderr, flush=True)
+        elif kind == "sample":
+            print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
+
+
+def confirm(question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
+
+
+def status(message: str) -> Iterator[None]:
+    return err.status(message) if err.is_terminal else _plain_status(message)
+
+
+class _plain_status:
+    def __init__(self, message: str):
+        print(message, file=sys.stderr, flush=True)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def comparison_table(original: Any, synthetic: Any) -> Table:
+    """Original vs synthetic, one row per column: dtype, missing share, and mean or top value."""
+    table = Table(title="Original vs synthetic", title_justify="left")
+    for col in ("column", "dtype", "missing (orig / synth)", "mean or top value (orig / synth)"):
+        table.add_column(col)
+
+    def summary(series: Any) -> str:
+        observed = series.dropna()
+        if observed.empty:
+            return "-"
+        if series.dtype.kind in "if":
+            return f"{observed.mean():.2f}"
+        return str(observed.mode().iloc[0])
+
+    for name in original.columns:
+        o, s = original[name], synthetic[name] if name in synthetic else None
+        if s is None:
+            table.add_row(str(name), str(o.dtype), "missing column", "")
+            continue
+        dtype = str(o.dtype) if str(o.dtype) == str(s.dtype) else f"{o.dtype} / {s.dtype}"
+        table.add_row(str(name), dtype, f"{o.isna().mean():.1%} / {s.isna().mean():.1%}", f"{summary(o)} / {summary(s)}")
+    return table

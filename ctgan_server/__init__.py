@@ -1,0 +1,7 @@
+"""Server side of ctgan-server-cli: runs where the data and the GPU are.
+
+Kept import-free on purpose: ``python -m ctgan_server serve`` must take hold of
+stdout before anything else gets the chance to print on it.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,137 @@
+"""App-level users: salted scrypt hashes kept in ``credentials.py``.
+
+The file is data, not code: it is parsed with ``ast.literal_eval`` and never
+imported, so a tampered file cannot run anything in the server.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import hmac
+import os
+import re
+from pathlib import Path
+
+from .errors import AuthError, BadDataError, ConfigError, InvalidNameError, NotFoundError
+from .storage import atomic_write_text
+
+# n=2**14 costs about 0.07 s per check on a 2-core machine: well under the
+# 0.1 s login budget while still ~16k times dearer than a plain SHA-256.
+SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_LEN = 2**14, 8, 1, 32
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MIN_PASSWORD_LEN = 8
+
+_HEADER = '''"""App users of this ctgan-server-cli server.
+
+Managed by `python -m ctgan_server users ...`; do not edit by hand.  Each value
+is a salted scrypt hash: scrypt$N$r$p$salt$hash (base64).  No passwords here.
+"""
+
+'''
+
+
+def check_username(name: str) -> str:
+    if not isinstance(name, str) or not USERNAME_RE.match(name):
+        raise InvalidNameError(
+            f"invalid username {name!r}: use 1-32 lowercase letters, digits, '_' or '-', starting with a letter"
+        )
+    return name
+
+
+def check_new_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LEN:
+        raise BadDataError(f"password too short: use at least {MIN_PASSWORD_LEN} characters")
+    return password
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=KEY_LEN, maxmem=2**26)
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, base64.b64decode(digest))
+
+
+# Checked against when the user does not exist, so that an unknown name costs
+# the same scrypt time as a wrong password and cannot be told apart by timing.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+class CredentialStore:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        try:
+            tree = ast.parse(self.path.read_text(encoding="utf-8"), filename=str(self.path))
+            for node in tree.body:
+                if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "USERS" for t in node.targets
+                ):
+                    users = ast.literal_eval(node.value)
+                    break
+            else:
+                users = {}
+        except (SyntaxError, ValueError) as exc:
+            raise ConfigError(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
+        if not isinstance(users, dict):
+            raise ConfigError(f"{self.path}: USERS must be a dict")
+        return {str(k): str(v) for k, v in users.items()}
+
+    def save(self, users: dict[str, str]) -> None:
+        body = "USERS = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(users.items())) + "}\n"
+        atomic_write_text(self.path, _HEADER + body)
+
+    def names(self) -> list[str]:
+        return sorted(self.load())
+
+    def add(self, name: str, password: str) -> None:
+        users = self.load()
+        if check_username(name) in users:
+            raise BadDataError(f"user {name!r} already exists; use `users passwd {name}` to change the password")
+        users[name] = hash_password(check_new_password(password))
+        self.save(users)
+
+    def set_password(self, name: str, password: str) -> None:
+        users = self.load()
+        if check_username(name) not in users:
+            raise NotFoundError(f"no user {name!r}")
+        users[name] = hash_password(check_new_password(password))
+        self.save(users)
+
+    def remove(self, name: str) -> None:
+        users = self.load()
+        if check_username(name) not in users:
+            raise NotFoundError(f"no user {name!r}")
+        del users[name]
+        self.save(users)
+
+    def authenticate(self, name: str, password: str) -> str:
+        """Return the user's name if the password is right; the same error for every failure."""
+        users = self.load() if isinstance(name, str) and USERNAME_RE.match(name) else {}
+        stored = users.get(name)
+        ok = verify_password(str(password), stored or _DUMMY_HASH)
+        if not (ok and stored):
+            raise AuthError("wrong username or password")
+        return name

@@ -1,0 +1,146 @@
+"""Fitting CTGAN on an upload: load and delete the original, train, store the model."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from . import __version__
+from .errors import BadDataError, NotFoundError, TransferError
+from .runtime import configure_torch, library_versions, require_ctgan
+from .settings import Settings
+from .storage import UserStorage, dataset_stem, iso_utc
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def take_upload(path: Path, sha256: str) -> bytes:
+    """Read a staged original into memory and delete it, whatever happens next."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError("the uploaded file is gone from the staging folder; upload again") from None
+    finally:
+        path.unlink(missing_ok=True)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise TransferError("the upload arrived damaged (sha256 mismatch) and was deleted; try again")
+    return data
+
+
+@contextlib.contextmanager
+def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
+    """Report each finished epoch's losses.
+
+    ctgan 0.12.1's fit has no callback, but it drives its epoch loop through the
+    module-level ``tqdm``.  Swapping that for a generator lets us run code
+    between epochs: when the loop asks for epoch i+1, epoch i is done and its
+    losses are the last row of ``model.loss_values``.
+    """
+    import ctgan.synthesizers.ctgan as ctgan_module
+
+    def reporting_range(iterable: Any, **_: Any) -> Any:
+        class Loop:
+            def __iter__(self) -> Iterator[int]:
+                for i in iterable:
+                    yield i
+                    last = model.loss_values.iloc[-1]
+                    emit(
+                        {
+                            "event": "epoch",
+                            "epoch": i + 1,
+                            "epochs": epochs,
+                            "loss_g": float(last["Generator Loss"]),
+                            "loss_d": float(last["Discriminator Loss"]),
+                        }
+                    )
+
+            def set_description(self, *_: Any, **__: Any) -> None:
+                pass
+
+        return Loop()
+
+    original = ctgan_module.tqdm
+    ctgan_module.tqdm = reporting_range
+    try:
+        yield
+    finally:
+        ctgan_module.tqdm = original
+
+
+def run_fit(
+    storage: UserStorage,
+    settings: Settings,
+    staged: Path,
+    sha256: str,
+    filename: str,
+    epochs: int,
+    discrete: list[str],
+    emit: Emit,
+) -> dict[str, Any]:
+    gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
+    require_ctgan()
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise BadDataError(f"epochs must be a whole number of at least 1, not {epochs!r}")
+
+    from .schema import build_plan, read_uploaded_csv, training_frame
+
+    frame = read_uploaded_csv(gz_bytes, filename)
+    del gz_bytes
+    plan = build_plan(frame, discrete)
+    emit({"event": "plan", "rows": len(frame), "columns": plan["columns"]})
+    train, discrete_columns = training_frame(frame, plan)
+
+    import torch  # noqa: F401  (heavy: imported only once the data is known good)
+    from ctgan import CTGAN
+
+    device = configure_torch(settings)
+    model = CTGAN(epochs=epochs, verbose=False, enable_gpu=device.type != "cpu")
+    model.set_device(device)
+    started = time.time()
+    emit({"event": "stage", "stage": "training", "device": str(device)})
+    with epoch_events(model, epochs, emit):
+        model.fit(train, discrete_columns)
+    seconds = round(time.time() - started, 3)
+
+    losses = [
+        {"epoch": int(row["Epoch"]) + 1, "loss_g": float(row["Generator Loss"]), "loss_d": float(row["Discriminator Loss"])}
+        for _, row in model.loss_values.iterrows()
+    ]
+    stem = dataset_stem(filename)
+    reservation = storage.reserve_model(stem, started)
+    try:
+        buffer = io.BytesIO()
+        model.set_device(torch.device("cpu"))  # stored models load anywhere
+        torch.save(model, buffer)
+        with reservation.open() as fh:
+            fh.write(gzip.compress(buffer.getvalue(), compresslevel=6))
+        meta = {
+            "format": 1,
+            "model": reservation.name,
+            "dataset": stem,
+            "source_file": filename,
+            "columns": plan["columns"],
+            "discrete_columns": plan["discrete_columns"],
+            "fit": {
+                "rows": len(frame),
+                "epochs": epochs,
+                "seconds": seconds,
+                "started": iso_utc(started),
+                "device": str(device),
+                "losses": losses,
+            },
+            "versions": {**library_versions(), "ctgan_server": __version__},
+        }
+        # Metadata first: a model file never exists without its JSON.
+        storage.write_model_meta(reservation.name, meta)
+        reservation.commit()
+    finally:
+        reservation.abandon()
+        if not reservation.committed:
+            storage.meta_path(reservation.name).unlink(missing_ok=True)
+    return {"model": reservation.name, "rows": len(frame), "epochs": epochs, "seconds": seconds}

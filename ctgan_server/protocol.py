@@ -1,0 +1,46 @@
+"""Message shapes of the JSON-lines protocol spoken over the SSH channel.
+
+One JSON object per line.  Requests: ``{"id", "method", "params"}``.  Replies:
+``{"id", "result"}`` or ``{"id", "error": {"type", "message"}}``.  Progress:
+``{"event": KIND, ...}``, sent before the reply of the request it belongs to.
+Bump PROTOCOL_VERSION whenever a method or field changes meaning.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import CtganError, ProtocolError
+
+PROTOCOL_VERSION = 1
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError as exc:
+        raise ProtocolError(f"not a protocol message: {line[:80]!r}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"not a protocol message: {line[:80]!r}")
+    return message
+
+
+def request(msg_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"id": msg_id, "method": method, "params": params}
+
+
+def reply(msg_id: Any, result: Any) -> dict[str, Any]:
+    return {"id": msg_id, "result": result}
+
+
+def error_reply(msg_id: Any, exc: CtganError) -> dict[str, Any]:
+    return {"id": msg_id, "error": {"type": type(exc).__name__, "message": exc.message}}
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"event": kind, **fields}

@@ -1,0 +1,140 @@
+"""The `serve` loop: JSON-lines requests in, replies and progress events out.
+
+Only the methods in ``Server.METHODS`` can be called.  A session must say
+`hello` first and `login` before touching any files; from then on every call
+works inside that one user's folders.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any, BinaryIO, Callable
+
+from . import __version__
+from .auth import CredentialStore
+from .errors import AuthError, CtganError, InternalError, UsageError, VersionMismatchError
+from .protocol import PROTOCOL_VERSION, decode, encode, error_reply, reply
+from .runtime import ctgan_available
+from .settings import Settings
+from .storage import UserStorage, sha256_file
+
+log = logging.getLogger("ctgan_server")
+
+
+class Server:
+    METHODS = ("hello", "login", "models", "datasets", "upload", "fit", "sample", "download")
+
+    def __init__(self, settings: Settings, out: BinaryIO):
+        self.settings = settings
+        self.out = out
+        self.greeted = False
+        self.storage: UserStorage | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.out.write(encode(message))
+        self.out.flush()
+
+    def handle(self, line: bytes) -> None:
+        msg_id = None
+        try:
+            message = decode(line)
+            msg_id = message.get("id")
+            method, params = message.get("method"), message.get("params") or {}
+            if method not in self.METHODS or not isinstance(params, dict):
+                raise UsageError(f"unknown method {method!r}")
+            if method != "hello" and not self.greeted:
+                raise UsageError("say hello first")
+            if method not in ("hello", "login") and self.storage is None:
+                raise AuthError("log in first")
+            result = getattr(self, f"do_{method}")(**params)
+        except CtganError as exc:
+            self.send(error_reply(msg_id, exc))
+        except TypeError as exc:
+            self.send(error_reply(msg_id, UsageError(f"bad parameters: {exc}")))
+        except Exception as exc:  # noqa: BLE001  the client must get a reply, the log gets the traceback
+            traceback.print_exc(file=sys.stderr)
+            self.send(error_reply(msg_id, InternalError(f"unexpected {type(exc).__name__}: {exc}")))
+        else:
+            self.send(reply(msg_id, result))
+
+    # -- methods -----------------------------------------------------------
+    def do_hello(self, protocol: int, version: str) -> dict[str, Any]:
+        if protocol != PROTOCOL_VERSION or version != __version__:
+            raise VersionMismatchError(
+                f"client is ctgan-server-cli {version} (protocol {protocol}), server is {__version__} "
+                f"(protocol {PROTOCOL_VERSION}); install the same release on both sides "
+                "(git pull, then pip install -r requirements.txt)"
+            )
+        self.greeted = True
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "ctgan": ctgan_available(),
+        }
+
+    def do_login(self, user: str, password: str) -> dict[str, Any]:
+        name = CredentialStore(self.settings.credentials_file).authenticate(user, password)
+        self.storage = UserStorage(self.settings.data_dir, name)
+        self.storage.sweep_stale_staging()
+        return {"user": name}
+
+    def do_models(self) -> list[dict[str, Any]]:
+        return self.storage.list_models()
+
+    def do_datasets(self) -> list[dict[str, Any]]:
+        return self.storage.list_datasets()
+
+    def do_upload(self) -> dict[str, Any]:
+        path = self.storage.new_staging_path()
+        return {"token": path.name.split(".")[0], "path": str(path)}
+
+    def do_fit(self, token: str, filename: str, sha256: str, epochs: int, discrete: list[str] | None = None) -> dict[str, Any]:
+        from .fitting import run_fit
+
+        return run_fit(
+            self.storage,
+            self.settings,
+            self.storage.staged_path(token),
+            sha256,
+            _base(filename),
+            epochs,
+            list(discrete or []),
+            self.send,
+        )
+
+    def do_sample(self, model: str, rows: int) -> dict[str, Any]:
+        from .sampling import run_sample
+
+        return run_sample(self.storage, self.settings, model, rows, self.send)
+
+    def do_download(self, name: str) -> dict[str, Any]:
+        path = self.storage.dataset_path(name)
+        return {"name": path.name, "path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _base(filename: Any) -> str:
+    # The client sends the original's file name only to name the model; any
+    # directory part is the client's business, never a path on the server.
+    return str(filename).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def serve(settings_loader: Callable[[], Settings], out: BinaryIO, inp: BinaryIO) -> int:
+    # Our own log at INFO; libraries (rdt prints "Guidance" notes) only from WARNING.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="ctgan_server: %(message)s")
+    log.setLevel(logging.INFO)
+    server = None
+    for line in inp:
+        if not line.strip():
+            continue
+        if server is None:
+            try:
+                server = Server(settings_loader(), out)
+            except CtganError as exc:
+                out.write(encode(error_reply(decode(line).get("id"), exc)))
+                out.flush()
+                return exc.exit_code
+        server.handle(line)
+    return 0
