@@ -5,5 +5,4 @@ is a salted scrypt hash: scrypt$N$r$p$salt$hash (base64).  No passwords here.
 """
 
 USERS = {
-    'demo': 'scrypt$16384$8$1$ZcyAg9G3sOpOLBCIDJxFWQ==$MQpdNuckeS2T+HAg6ux2gDUa4YuweE1r+TQLa8DHMI4=',
 }
