@@ -130,7 +130,7 @@ def fit(app: App, csv: str | None, epochs: int | None, discrete: tuple[str, ...]
         if not ui.confirm(f"Upload {path.name} ({ui.human_size(path.stat().st_size)}) to {target} and fit {epochs} epochs?"):
             raise click.Abort()
     client = app.connect(user, password)
-    ui.err.print(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
+    ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
     with ui.FitProgress() as progress:
         model = client.fit(path, epochs=epochs, discrete=discrete, on_event=progress.on_event)
     if as_json:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import click
 from rich.console import Console
@@ -96,7 +97,7 @@ class FitProgress:
         if kind == "plan":
             err.print(plan_table(event["columns"], event["rows"]))
         elif kind == "stage":
-            err.print(f"Training on {event.get('device', '?')}...")
+            note(f"Training on {event.get('device', '?')}...")
         elif kind == "epoch":
             losses = f"loss G {event['loss_g']:+.4f}  D {event['loss_d']:+.4f}"
             if self.progress is not None:
@@ -113,19 +114,14 @@ def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def status(message: str) -> Iterator[None]:
-    return err.status(message) if err.is_terminal else _plain_status(message)
+def status(message: str) -> Any:
+    """A spinner on a terminal; silent otherwise, so that logs hold results and errors only."""
+    return err.status(message) if err.is_terminal else contextlib.nullcontext()
 
 
-class _plain_status:
-    def __init__(self, message: str):
-        print(message, file=sys.stderr, flush=True)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+def note(message: str) -> None:
+    if err.is_terminal:
+        err.print(message)
 
 
 def comparison_table(original: Any, synthetic: Any) -> Table:
