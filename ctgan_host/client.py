@@ -148,15 +148,24 @@ class Client:
         """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise UsageError(f"epochs must be a whole number of at least 1, not {epochs!r}")
-        session = self.session
         if isinstance(data, (str, os.PathLike)):
             return self._fit_file(check_local_csv(data), epochs, discrete, name, on_event, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{name or 'dataframe'}.csv"
             data.to_csv(path, index=False)
-            return self._fit_file(path, epochs, discrete, name, on_event, on_upload)
+            text_columns = [str(c) for c in data.columns if data[c].dtype == object]
+            return self._fit_file(path, epochs, discrete, name, on_event, on_upload, text_columns)
 
-    def _fit_file(self, path: Path, epochs: int, discrete: Iterable[str], name: str | None, on_event: OnEvent | None, on_upload: Progress | None) -> str:
+    def _fit_file(
+        self,
+        path: Path,
+        epochs: int,
+        discrete: Iterable[str],
+        name: str | None,
+        on_event: OnEvent | None,
+        on_upload: Progress | None,
+        text_columns: list[str] = (),
+    ) -> str:
         staged = self.session.call("upload")
         sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
         result = self.session.call(
@@ -167,6 +176,7 @@ class Client:
             sha256=sha256,
             epochs=epochs,
             discrete=list(discrete),
+            text_columns=list(text_columns),
         )
         return result["model"]
 

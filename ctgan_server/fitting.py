@@ -81,6 +81,7 @@ def run_fit(
     epochs: int,
     discrete: list[str],
     emit: Emit,
+    text_columns: list[str] = (),
 ) -> dict[str, Any]:
     gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
     require_ctgan()
@@ -89,7 +90,7 @@ def run_fit(
 
     from .schema import build_plan, read_uploaded_csv, training_frame
 
-    frame = read_uploaded_csv(gz_bytes, filename)
+    frame = read_uploaded_csv(gz_bytes, filename, text_columns)
     del gz_bytes
     plan = build_plan(frame, discrete)
     emit({"event": "plan", "rows": len(frame), "columns": plan["columns"]})

@@ -26,8 +26,12 @@ MISSING_FLAG_SUFFIX = "__missing"
 MAX_DECIMALS = 6
 
 
-def read_uploaded_csv(gz_bytes: bytes, filename: str) -> pd.DataFrame:
-    """Parse an uploaded, gzipped CSV held in memory; every failure is a one-line BadDataError."""
+def read_uploaded_csv(gz_bytes: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """Parse an uploaded, gzipped CSV held in memory; every failure is a one-line BadDataError.
+
+    ``text_columns`` are read as text whatever they look like, so that a
+    DataFrame's string codes such as "0042" come back as they were.
+    """
     try:
         raw = gzip.decompress(gz_bytes)
     except (OSError, EOFError, zlib.error) as exc:
@@ -47,7 +51,7 @@ def read_uploaded_csv(gz_bytes: bytes, filename: str) -> pd.DataFrame:
     if dupes:
         raise BadDataError(f"{filename} has duplicate column names: {', '.join(dupes)}")
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(io.StringIO(text), dtype={c: object for c in text_columns if c in header} or None)
     except pd.errors.EmptyDataError as exc:
         raise BadDataError(f"{filename} is empty") from exc
     except (pd.errors.ParserError, ValueError) as exc:

@@ -91,7 +91,15 @@ class Server:
         path = self.storage.new_staging_path()
         return {"token": path.name.split(".")[0], "path": str(path)}
 
-    def do_fit(self, token: str, filename: str, sha256: str, epochs: int, discrete: list[str] | None = None) -> dict[str, Any]:
+    def do_fit(
+        self,
+        token: str,
+        filename: str,
+        sha256: str,
+        epochs: int,
+        discrete: list[str] | None = None,
+        text_columns: list[str] | None = None,
+    ) -> dict[str, Any]:
         from .fitting import run_fit
 
         return run_fit(
@@ -103,6 +111,7 @@ class Server:
             epochs,
             list(discrete or []),
             self.send,
+            [str(c) for c in text_columns or []],
         )
 
     def do_sample(self, model: str, rows: int) -> dict[str, Any]:

@@ -1,0 +1,76 @@
+"""Unit: scrypt credentials, the users admin command, and what never gets stored."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from ctgan_server.auth import CredentialStore, hash_password, verify_password
+from ctgan_server.errors import AuthError, BadDataError, InvalidNameError
+
+
+def test_hash_is_salted_scrypt_and_verifies():
+    a, b = hash_password("correct horse"), hash_password("correct horse")
+    assert a != b and a.startswith("scrypt$16384$8$1$")
+    assert verify_password("correct horse", a) and not verify_password("correct hors", a)
+    assert not verify_password("x", "garbage")
+
+
+def test_store_round_trip_without_plaintext(tmp_path):
+    store = CredentialStore(tmp_path / "credentials.py")
+    store.add("alice", "s3cret-password")
+    assert "s3cret-password" not in store.path.read_text()
+    assert store.authenticate("alice", "s3cret-password") == "alice"
+    store.set_password("alice", "another-password")
+    with pytest.raises(AuthError):
+        store.authenticate("alice", "s3cret-password")
+    store.remove("alice")
+    assert store.names() == []
+
+
+@pytest.mark.parametrize("user", ["mallory", "../alice", "", None])
+def test_unknown_or_invalid_user_gets_the_same_error(tmp_path, user):
+    store = CredentialStore(tmp_path / "credentials.py")
+    store.add("alice", "s3cret-password")
+    with pytest.raises(AuthError, match="^wrong username or password$"):
+        store.authenticate(user, "s3cret-password")
+
+
+def test_invalid_names_and_short_passwords_are_refused(tmp_path):
+    store = CredentialStore(tmp_path / "credentials.py")
+    with pytest.raises(InvalidNameError):
+        store.add("../bob", "long-enough-pw")
+    with pytest.raises(BadDataError):
+        store.add("bob", "short")
+
+
+def test_credentials_file_is_parsed_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "credentials.py"
+    path.write_text(f"open({str(marker)!r}, 'w').write('x')\nUSERS = {{'alice': {hash_password('pw-pw-pw-pw')!r}}}\n")
+    assert CredentialStore(path).authenticate("alice", "pw-pw-pw-pw") == "alice"
+    assert not marker.exists()
+
+
+def _users(server_dir, *args, input=""):
+    return subprocess.run(
+        [sys.executable, "-m", "ctgan_server", "users", *args], input=input, capture_output=True, text=True,
+        cwd=server_dir, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_users_command(server_dir):
+    assert _users(server_dir, "add", "carol", "--password-stdin", input="carol-password\n").returncode == 0
+    assert _users(server_dir, "list").stdout.split() == ["alice", "bob", "carol"]
+    assert _users(server_dir, "passwd", "carol", "--password-stdin", input="new-carol-pw\n").returncode == 0
+    assert CredentialStore(server_dir / "credentials.py").authenticate("carol", "new-carol-pw") == "carol"
+    assert _users(server_dir, "remove", "carol").returncode == 0
+    dup = _users(server_dir, "add", "alice", "--password-stdin", input="whatever-pw\n")
+    assert dup.returncode == 5 and dup.stderr.startswith("Error: user 'alice' already exists")
+    bad = _users(server_dir, "add", "../x", "--password-stdin", input="whatever-pw\n")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "invalid username" in bad.stderr
+    no_tty = _users(server_dir, "add", "dave")
+    assert no_tty.returncode == 2 and "--password-stdin" in no_tty.stderr

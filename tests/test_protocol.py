@@ -1,0 +1,153 @@
+"""Protocol tier: the real client against `python -m ctgan_server serve` over the local transport."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import PASSWORDS, REPO, run_cli, write_client_config
+from ctgan_host import Client
+from ctgan_host.session import Session
+from ctgan_host.transport import open_connection
+from ctgan_server.errors import AuthError, ModelVersionError, NotFoundError, UsageError, VersionMismatchError
+
+
+@pytest.fixture
+def client(server_dir, tmp_path):
+    with Client(server_dir=str(server_dir), python=sys.executable, synthetic_output=tmp_path / "synthetic") as c:
+        yield c
+
+
+def test_version_mismatch_says_how_to_fix(client):
+    session = Session(open_connection(client.server))
+    try:
+        with pytest.raises(VersionMismatchError, match="install the same release on both sides"):
+            session.call("hello", protocol=999, version="9.9.9")
+    finally:
+        session.close()
+
+
+def test_nothing_before_hello_and_login(client):
+    session = Session(open_connection(client.server))
+    try:
+        with pytest.raises(UsageError, match="hello"):
+            session.call("models")
+        session.hello()
+        with pytest.raises(AuthError, match="log in first"):
+            session.call("datasets")
+        with pytest.raises(UsageError, match="unknown method"):
+            session.call("__init__")
+    finally:
+        session.close()
+
+
+def test_api_fit_sample_download_keeps_dtypes(client, server_dir):
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "code": [f"{i:04d}" for i in rng.integers(0, 30, 50)],  # text that looks numeric
+            "flag": rng.random(50) < 0.5,
+            "amount": rng.normal(100, 10, 50).round(1),
+            "visits": rng.integers(0, 200, 50),
+        }
+    )
+    client.login("alice", PASSWORDS["alice"])
+    model = client.fit(frame, epochs=1, name="loans")
+    assert model.startswith("loans_") and model.endswith("_model.gz")
+    assert [m["name"] for m in client.models()] == [model]
+    synthetic = client.sample(model, 40)
+    assert list(synthetic.columns) == list(frame.columns)
+    assert dict(synthetic.dtypes.astype(str)) == dict(frame.dtypes.astype(str))
+    assert synthetic["visits"].between(frame["visits"].min(), frame["visits"].max()).all()
+    [dataset] = client.datasets()
+    again = client.download(dataset["name"])
+    assert len(again) == 40 and list(again.columns) == list(frame.columns)
+
+
+def test_two_samples_in_the_same_second_both_succeed(client, server_dir):
+    client.login("bob", PASSWORDS["bob"])
+    model = client.fit(pd.DataFrame({"x": np.arange(40) % 7, "y": np.linspace(0, 1, 40)}), epochs=1, name="twice")
+    names = [client.sample_to_file(model, 5)[1]["name"] for _ in range(3)]
+    assert len(set(names)) == 3
+    assert sorted(d["name"] for d in client.datasets()) == sorted(names)
+
+
+def test_model_from_other_library_versions_is_refused(client, server_dir):
+    client.login("alice", PASSWORDS["alice"])
+    model = client.fit(pd.DataFrame({"x": np.arange(30) % 5, "y": np.linspace(0, 1, 30)}), epochs=1, name="old")
+    meta_path = server_dir / "model_database" / "alice" / model.replace(".gz", ".json")
+    meta = json.loads(meta_path.read_text())
+    meta["versions"]["ctgan"] = "0.7.0"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelVersionError, match=r"ctgan 0\.7\.0 \(server has 0\.12\.1\)"):
+        client.sample(model, 5)
+
+
+def test_calls_need_login(client):
+    with pytest.raises(AuthError, match="not logged in"):
+        client.models()
+    with pytest.raises(NotFoundError):
+        client.login("alice", PASSWORDS["alice"])
+        client.download("nothing_20260101t000000_1_synthetic.csv.gz")
+
+
+def test_listing_imports_no_torch_pandas_or_ctgan(local_config):
+    """`models` and `datasets` stay light on both sides: checked in the client and in the server process."""
+    probe = (
+        "import sys, json\n"
+        "from ctgan_host.cli import main\n"
+        "rc = main(['--config', sys.argv[1], '--user', 'alice', '--password-stdin', 'models', '--json'])\n"
+        "rc |= main(['--config', sys.argv[1], '--user', 'alice', '--password-stdin', 'datasets', '--json'])\n"
+        "print(json.dumps([rc] + sorted(m for m in ('torch', 'pandas', 'ctgan', 'numpy') if m in sys.modules)), file=sys.stderr)\n"
+    )
+    client_side = subprocess.run(
+        [sys.executable, "-c", probe, str(local_config)], input="alice-secret-pw\nalice-secret-pw\n",
+        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120,
+    )
+    assert json.loads(client_side.stderr.strip().splitlines()[-1]) == [0]
+
+    server_probe = (
+        "import io, sys, json\n"
+        "from ctgan_server.server import Server\n"
+        "from ctgan_server.settings import load_settings\n"
+        "out = io.BytesIO()\n"
+        "s = Server(load_settings(), out)\n"
+        "for line in sys.stdin.buffer: s.handle(line)\n"
+        "replies = [json.loads(l) for l in out.getvalue().splitlines()]\n"
+        "print(json.dumps([all('result' in r for r in replies)] + sorted(m for m in ('torch', 'pandas', 'ctgan', 'numpy') if m in sys.modules)))\n"
+    )
+    requests = "\n".join(
+        json.dumps(r)
+        for r in (
+            {"id": 1, "method": "hello", "params": {"protocol": 1, "version": __import__("ctgan_server").__version__}},
+            {"id": 2, "method": "login", "params": {"user": "alice", "password": "alice-secret-pw"}},
+            {"id": 3, "method": "models", "params": {}},
+            {"id": 4, "method": "datasets", "params": {}},
+        )
+    )
+    server_side = subprocess.run(
+        [sys.executable, "-c", server_probe], input=requests, capture_output=True, text=True,
+        cwd=local_config.parent.parent / "server", timeout=60,
+    )
+    assert json.loads(server_side.stdout) == [True], server_side.stderr
+
+
+def test_server_without_ctgan_gives_a_clear_error(server_dir, client_root, tiny_csv, tmp_path):
+    bare = tmp_path / "bare-venv"
+    venv.create(bare, with_pip=False, system_site_packages=False)
+    config = write_client_config(
+        client_root / "config.toml", {"host": "local", "server_dir": str(server_dir), "python": str(bare / "bin" / "python")}, client_root
+    )
+    # Listing needs nothing beyond the standard library...
+    listed = run_cli(config, "--user", "alice", "--password-stdin", "models", "--json", input="alice-secret-pw\n")
+    assert listed.code == 0 and json.loads(listed.out) == []
+    # ...and fitting says exactly what is missing, and still leaves no original behind.
+    fitted = run_cli(config, "--user", "alice", "--password-stdin", "fit", str(tiny_csv), "--epochs", "1", input="alice-secret-pw\n")
+    assert fitted.code == 8 and "ctgan is not installed" in fitted.err and "pip install -r requirements.txt" in fitted.err
+    assert list((server_dir / "original_data" / "alice").iterdir()) == []

@@ -1,0 +1,111 @@
+"""Unit: reading uploads, the column plan, and restoring CTGAN output to the original shape."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctgan_server.errors import BadDataError
+from ctgan_server.schema import build_plan, read_uploaded_csv, restore, training_frame
+
+
+def _read(text: bytes, **kw):
+    return read_uploaded_csv(gzip.compress(text), "x.csv", **kw)
+
+
+def test_bom_is_fine_and_text_columns_keep_zeros():
+    frame = _read(b"\xef\xbb\xbfid,v\n007,1.5\n010,2.5\n", text_columns=["id"])
+    assert list(frame.columns) == ["id", "v"] and list(frame["id"]) == ["007", "010"]
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [(b"", "empty"), (b"   \n", "empty"), (b"a,b\n", "no data rows"), (b"a\x00b", "binary"), (b"a,b\n\xff,1\n", "not UTF-8"), (b"x,x\n1,2\n", "duplicate")],
+)
+def test_unusable_uploads(raw, message):
+    with pytest.raises(BadDataError, match=message):
+        _read(raw)
+
+
+def test_not_gzip_is_reported():
+    with pytest.raises(BadDataError, match="gzip"):
+        read_uploaded_csv(b"plain text", "x.csv")
+
+
+def _messy() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(20, 60, 80),
+            "weight": np.where(rng.random(80) < 0.2, np.nan, rng.normal(70, 5, 80).round(1)),
+            "kids": np.where(rng.random(80) < 0.2, np.nan, rng.integers(0, 30, 80)).astype(float),
+            "smoker": rng.random(80) < 0.3,
+            "city": np.where(rng.random(80) < 0.2, None, rng.choice(["a", "b"], 80)),
+            "year": rng.choice([2019, 2020], 80),
+            "empty": np.nan,
+            "const": "same",
+        }
+    )
+
+
+def test_plan_kinds():
+    kinds = {c["name"]: c["kind"] for c in build_plan(_messy())["columns"]}
+    assert kinds == {
+        "age": "continuous", "weight": "continuous", "kids": "continuous", "smoker": "discrete",
+        "city": "discrete", "year": "discrete", "empty": "empty", "const": "constant",
+    }
+    assert {c["name"]: c["kind"] for c in build_plan(_messy(), discrete=["age"])["columns"]}["age"] == "discrete"
+    with pytest.raises(BadDataError, match="no such column: nope"):
+        build_plan(_messy(), discrete=["nope"])
+
+
+def test_training_frame_has_no_nan_in_continuous_columns():
+    frame = _messy()
+    train, discrete = training_frame(frame, build_plan(frame))
+    assert not train[["age", "weight", "kids"]].isna().any().any()
+    assert set(discrete) == {"smoker", "city", "year", "weight__missing", "kids__missing"}
+    assert (train["weight__missing"] == "yes").sum() == frame["weight"].isna().sum()
+    assert "empty" not in train and "const" not in train
+
+
+def test_restore_rounds_clips_and_brings_back_gaps_and_dtypes():
+    frame = _messy()
+    plan = build_plan(frame)
+    fake = pd.DataFrame(
+        {
+            "age": [2.6, 19.4, 200.0, 30.6],  # rounded, not truncated; clipped to the range
+            "weight": [70.04, 10.0, 71.26, 72.0],
+            "weight__missing": ["no", "no", "yes", "no"],
+            "kids": [1.6, 2.2, 3.0, 40.0],
+            "kids__missing": ["no", "yes", "no", "no"],
+            "smoker": ["True", "False", "True", "False"],
+            "city": ["a", "<missing>", "b", "a"],
+            "year": ["2019", "2020", "2020", "2019"],
+        }
+    )
+    out = restore(fake, plan)
+    assert list(out.columns) == list(frame.columns)
+    low, high = frame["age"].min(), frame["age"].max()
+    assert (low, high) == (20, 59)
+    assert list(out["age"]) == [low, low, high, 31] and out["age"].dtype == "int64"
+    assert out["weight"].iloc[0] == 70.0 and np.isnan(out["weight"].iloc[2])
+    assert out["weight"].iloc[1] == frame["weight"].min()
+    assert out["kids"].iloc[0] == 2.0 and np.isnan(out["kids"].iloc[1])
+    assert out["smoker"].tolist() == [True, False, True, False]
+    assert out["city"].isna().tolist() == [False, True, False, False]
+    assert out["empty"].isna().all() and (out["const"] == "same").all()
+    # and the dtypes survive a trip through CSV, as a user reads the file
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False)
+    frame_csv = io.StringIO()
+    frame.to_csv(frame_csv, index=False)
+    assert list(pd.read_csv(io.StringIO(buffer.getvalue())).dtypes) == list(pd.read_csv(io.StringIO(frame_csv.getvalue())).dtypes)
+
+
+def test_nothing_to_learn_is_refused():
+    with pytest.raises(BadDataError, match="nothing to learn"):
+        build_plan(pd.DataFrame({"a": [1, 1, 1], "b": [np.nan] * 3}))

@@ -1,0 +1,136 @@
+"""Integration: the full CLI against a real OpenSSH sshd on 127.0.0.1, files over real SFTP."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pandas as pd
+
+from conftest import as_user, run_cli, write_client_config
+
+
+def test_full_job_over_ssh(ssh_config, tiny_csv, server_dir, tmp_path):
+    opts, stdin = as_user("alice")
+    fitted = run_cli(ssh_config, *opts, "fit", str(tiny_csv), "--epochs", "1", "--json", input=stdin)
+    assert fitted.code == 0, fitted.err
+    model = json.loads(fitted.out)["model"]
+    assert "epoch 1/1" in fitted.err
+    assert list((server_dir / "original_data" / "alice").iterdir()) == []
+
+    models = json.loads(run_cli(ssh_config, *opts, "models", "--json", input=stdin).out)
+    assert [m["name"] for m in models] == [model]
+
+    out = tmp_path / "out"
+    sampled = run_cli(ssh_config, *opts, "sample", model, "--rows", "30", "--out", str(out), input=stdin)
+    assert sampled.code == 0, sampled.err
+    [csv] = list(out.iterdir())
+    original, synthetic = pd.read_csv(tiny_csv), pd.read_csv(csv)
+    assert list(synthetic.dtypes.astype(str)) == list(original.dtypes.astype(str)) and len(synthetic) == 30
+
+    [dataset] = json.loads(run_cli(ssh_config, *opts, "datasets", "--json", input=stdin).out)
+    dl = tmp_path / "dl"
+    downloaded = run_cli(ssh_config, *opts, "download", dataset["name"], "--out", str(dl), input=stdin)
+    assert downloaded.code == 0, downloaded.err
+    [copy] = list(dl.iterdir())
+    stored = server_dir / "synthetic_csv_database" / "alice" / dataset["name"]
+    assert copy.read_bytes() == gzip.decompress(stored.read_bytes()) == csv.read_bytes()
+
+
+def test_wrong_app_password_over_ssh(ssh_config):
+    result = run_cli(ssh_config, "--user", "alice", "--password-stdin", "models", input="nope-nope-nope\n")
+    assert (result.code, result.err) == (3, "Error: wrong username or password\n")
+
+
+def test_unknown_host_key_is_rejected_unless_opted_in(sshd, server_dir, client_root, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("# keep me\n")
+    settings = {
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "user": sshd.user,
+        "identity_file": str(sshd.identity_file),
+        "known_hosts": str(empty),
+        "server_dir": str(server_dir),
+        "python": __import__("sys").executable,
+    }
+    config = write_client_config(client_root / "config.toml", settings, client_root)
+    opts, stdin = as_user("bob")
+    refused = run_cli(config, *opts, "models", input=stdin)
+    assert refused.code == 6 and "not in" in refused.err and refused.err.count("\n") == 1
+    assert empty.read_text() == "# keep me\n"
+
+    write_client_config(config, {**settings, "accept_new_host_keys": True}, client_root)
+    accepted = run_cli(config, *opts, "models", "--json", input=stdin)
+    assert accepted.code == 0, accepted.err
+    # appended, not rewritten: the comment survives and the key is recorded as [host]:port
+    assert empty.read_text() == "# keep me\n" + sshd.host_key_line
+
+    write_client_config(config, settings, client_root)
+    assert run_cli(config, *opts, "models", "--json", input=stdin).code == 0
+
+
+def test_changed_host_key_is_refused(sshd, ssh_config, tmp_path):
+    other = tmp_path / "other_key"
+    __import__("subprocess").run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key_b64 = (tmp_path / "other_key.pub").read_text().split()[:2]
+    text = ssh_config.read_text()
+    forged = tmp_path / "forged_known_hosts"
+    forged.write_text(f"[127.0.0.1]:{sshd.port} {key_type} {key_b64}\n")
+    ssh_config.write_text(text.replace(str(sshd.known_hosts), str(forged)))
+    opts, stdin = as_user("bob")
+    result = run_cli(ssh_config, *opts, "models", input=stdin)
+    assert result.code == 6 and "does not match" in result.err
+
+
+def test_unreachable_host(client_root, server_dir):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    config = write_client_config(
+        client_root / "config.toml", {"host": "127.0.0.1", "port": port, "server_dir": str(server_dir)}, client_root
+    )
+    result = run_cli(config, "--user", "bob", "--password-stdin", "models", input="x\n")
+    assert result.code == 6 and result.err.startswith("Error: cannot reach 127.0.0.1") and result.err.count("\n") == 1
+
+
+def test_wrong_server_dir_is_explained(ssh_config, tmp_path):
+    ssh_config.write_text(ssh_config.read_text().replace('server_dir = "', f'server_dir = "{tmp_path}/missing'))
+    opts, stdin = as_user("bob")
+    result = run_cli(ssh_config, *opts, "models", input=stdin)
+    assert result.code == 8 and "did not start" in result.err and "missing" in result.err
+
+
+def test_server_dir_with_tilde(sshd, client_root, tmp_path):
+    """`~` in server_dir expands on the server, even though every path is quoted."""
+    import pwd
+    import shutil
+    import sys
+    import uuid
+
+    from conftest import REPO, PASSWORDS
+    from ctgan_server.auth import CredentialStore
+
+    home = __import__("pathlib").Path(pwd.getpwuid(__import__("os").getuid()).pw_dir)
+    relative = f".cache/ctgan server test {uuid.uuid4().hex[:8]}"
+    root = home / relative
+    root.mkdir(parents=True)
+    try:
+        (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
+        CredentialStore(root / "credentials.py").add("bob", PASSWORDS["bob"])
+        config = write_client_config(
+            client_root / "config.toml",
+            {
+                "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(sshd.identity_file),
+                "known_hosts": str(sshd.known_hosts), "server_dir": f"~/{relative}", "python": sys.executable,
+            },
+            client_root,
+        )
+        opts, stdin = as_user("bob")
+        result = run_cli(config, *opts, "models", "--json", input=stdin)
+        assert result.code == 0 and json.loads(result.out) == [], result.err
+        assert (root / "model_database" / "bob").is_dir()
+    finally:
+        shutil.rmtree(root)

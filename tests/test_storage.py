@@ -1,0 +1,95 @@
+"""Unit: per-user folders, name checks, collision-free names and atomic writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+
+from ctgan_server.errors import InvalidNameError, NotFoundError
+from ctgan_server.storage import UserStorage, atomic_write_text, check_file_name, dataset_stem, timestamp
+
+
+@pytest.mark.parametrize("bad", ["../bob/x_model.gz", "/etc/passwd", "a/b_model.gz", "..", "", ".hidden_model.gz", "x\\..\\y", None, 3])
+def test_file_names_must_be_plain(bad):
+    with pytest.raises(InvalidNameError):
+        check_file_name(bad)
+
+
+def test_suffix_is_enforced():
+    assert check_file_name("credit_20261123t200923_model.gz", "_model.gz")
+    with pytest.raises(InvalidNameError):
+        check_file_name("credit_20261123t200923_model.json", "_model.gz")
+
+
+@pytest.mark.parametrize(
+    "filename, stem", [("credit data.csv", "credit_data"), ("/x/y/loans.CSV", "loans"), ("a.csv.gz", "a"), ("..csv", "data"), ("né€.csv", "n")]
+)
+def test_dataset_stem_is_filename_safe(filename, stem):
+    assert dataset_stem(filename) == stem
+
+
+def test_timestamp_is_utc_with_lowercase_t():
+    assert timestamp(0) == "19700101t000000"
+
+
+def test_folders_are_private_and_per_user(tmp_path):
+    alice, bob = UserStorage(tmp_path, "alice"), UserStorage(tmp_path, "bob")
+    for folder in (alice.models_dir, alice.synthetic_dir, alice.staging_dir, tmp_path / "model_database"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    res = bob.reserve_dataset("secret", 10)
+    with res.open() as fh:
+        fh.write(b"x")
+    res.commit()
+    assert stat.S_IMODE(res.final.stat().st_mode) == 0o600
+    assert alice.list_datasets() == [] and [d["name"] for d in bob.list_datasets()] == [res.name]
+    with pytest.raises(NotFoundError):
+        alice.dataset_path(res.name)
+
+
+def test_same_second_reservations_get_distinct_names(tmp_path):
+    storage = UserStorage(tmp_path, "alice")
+    when = time.time()
+    first = storage.reserve_dataset("loans", 5, when)
+    second = storage.reserve_dataset("loans", 5, when)  # first still writing
+    first.commit()
+    third = storage.reserve_dataset("loans", 5, when)  # first already published
+    names = {first.name, second.name, third.name}
+    assert len(names) == 3
+    assert all(n.startswith("loans_") and n.endswith("_5_synthetic.csv.gz") for n in names)
+    for r in (second, third):
+        r.abandon()
+    assert sorted(p.name for p in storage.synthetic_dir.iterdir()) == [first.name]
+
+
+def test_abandoned_reservation_leaves_nothing(tmp_path):
+    storage = UserStorage(tmp_path, "alice")
+    res = storage.reserve_model("m")
+    with res.open() as fh:
+        fh.write(b"half a model")
+    res.abandon()
+    assert list(storage.models_dir.iterdir()) == []
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_stale_staging_is_swept_and_fresh_kept(tmp_path):
+    storage = UserStorage(tmp_path, "alice")
+    old, fresh = storage.new_staging_path(), storage.new_staging_path()
+    old.write_bytes(b"a")
+    fresh.write_bytes(b"b")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert storage.sweep_stale_staging() == 1
+    assert [p.name for p in storage.staging_dir.iterdir()] == [fresh.name]
+
+
+def test_upload_tokens_are_checked(tmp_path):
+    with pytest.raises(InvalidNameError):
+        UserStorage(tmp_path, "alice").staged_path("../../bob/original_data/x")
