@@ -195,7 +195,7 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
 
 
 @cli.command()
-@click.option("--epochs", type=click.IntRange(min=1), default=DEMO_EPOCHS, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=DEMO_EPOCHS, show_default=True, help="training epochs")
 @pass_app
 def demo(app: App, epochs: int) -> None:
     """Fit the bundled penguins data, sample from it and download the result."""

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ctgan_server.auth import CredentialStore  # noqa: E402
+from sshd import SSHD  # noqa: E402
 
 PASSWORDS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
 
@@ -114,73 +111,18 @@ def tiny_csv(tmp_path: Path) -> Path:
 
 # -- a real OpenSSH server ------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class SSHD:
-    port: int
-    user: str
-    identity_file: Path
-    known_hosts: Path
-    host_key_line: str
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
-    """Start /usr/sbin/sshd on 127.0.0.1 at a free port, as the current user, with throwaway keys."""
-    binary = Path("/usr/sbin/sshd")
-    if not binary.exists() or not shutil.which("ssh-keygen"):
-        message = "OpenSSH server not installed (apt-get install openssh-server)"
+    """A real sshd on 127.0.0.1; CTGAN_REQUIRE_SSHD=1 turns a missing OpenSSH into a failure, not a skip."""
+    from sshd import SSHDUnavailable, running_sshd
+
+    try:
+        with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+            yield server
+    except SSHDUnavailable as exc:
         if os.environ.get("CTGAN_REQUIRE_SSHD") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    d = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / 'host_key'}
-PidFile {d / 'sshd.pid'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-LogLevel ERROR
-"""
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen([str(binary), "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "wb"))
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
-    key_type, key_b64 = (d / "host_key.pub").read_text().split()[:2]
-    host_key_line = f"[127.0.0.1]:{port} {key_type} {key_b64}\n"
-    (d / "known_hosts").write_text(host_key_line)
-    yield SSHD(port, getpass.getuser(), d / "client_key", d / "known_hosts", host_key_line)
-    proc.terminate()
-    proc.wait(timeout=10)
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -1,0 +1,35 @@
+"""Helpers for the benchmark scripts: a throwaway server checkout and a client config."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from conftest import write_client_config  # noqa: E402
+from ctgan_server.auth import CredentialStore  # noqa: E402
+
+USER, PASSWORD = "bench", "bench-password"
+
+
+def make_server_dir(root: Path) -> Path:
+    server = root / "server"
+    server.mkdir()
+    (server / "ctgan_server").symlink_to(REPO / "ctgan_server")
+    CredentialStore(server / "credentials.py").add(USER, PASSWORD)
+    return server
+
+
+def local_config(root: Path, server: Path) -> Path:
+    client = root / "client"
+    client.mkdir(exist_ok=True)
+    return write_client_config(client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client)
+
+
+def summary(seconds: list[float]) -> str:
+    ordered = sorted(seconds)
+    p90 = ordered[max(0, int(round(0.9 * len(ordered))) - 1)]
+    return f"median {statistics.median(ordered):.3f} s, p90 {p90:.3f} s, n={len(ordered)}"
