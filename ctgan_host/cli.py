@@ -17,6 +17,7 @@ import click
 
 from ctgan_server import __version__
 from ctgan_server.errors import CtganError, NotFoundError, UsageError
+from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS
 
 from . import ui
 from .client import DEFAULT_EPOCHS, Client, check_local_csv
@@ -25,6 +26,8 @@ from .config import Config, load_config
 DEMO_CSV = Path(__file__).parent / "demo_data" / "penguins.csv"
 DEMO_EPOCHS = 300  # upstream default; about 15 s on 2 CPU cores
 EXIT_INTERRUPTED = 130
+EPOCHS = click.IntRange(min=1, max=MAX_EPOCHS)
+ROWS = click.IntRange(min=1, max=MAX_ROWS)
 
 
 class App:
@@ -104,7 +107,7 @@ def _resolve_csv(name: str, folder: Path) -> Path:
 
 @cli.command()
 @click.argument("csv", required=False)
-@click.option("--epochs", type=click.IntRange(min=1), help=f"training epochs (default {DEFAULT_EPOCHS}; asked on a terminal)")
+@click.option("--epochs", type=EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS}; asked on a terminal)")
 @click.option("--discrete", multiple=True, metavar="COL", help="treat COL as categorical (repeatable)")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
@@ -124,7 +127,7 @@ def fit(app: App, csv: str | None, epochs: int | None, discrete: tuple[str, ...]
     path = check_local_csv(_resolve_csv(csv, folder))
     user, password = app.credentials()
     if epochs is None:
-        epochs = app.ask("Please choose number of epochs for fitting", "--epochs", type=click.IntRange(min=1)) if interactive else DEFAULT_EPOCHS
+        epochs = app.ask("Please choose number of epochs for fitting", "--epochs", type=EPOCHS) if interactive else DEFAULT_EPOCHS
     if interactive and not yes:
         target = app.config.server.host
         if not ui.confirm(f"Upload {path.name} ({ui.human_size(path.stat().st_size)}) to {target} and fit {epochs} epochs?"):
@@ -167,7 +170,7 @@ def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]
 
 @cli.command()
 @click.argument("model", required=False)
-@click.option("--rows", type=click.IntRange(min=1), help="number of synthetic rows (asked on a terminal)")
+@click.option("--rows", type=ROWS, help="number of synthetic rows (asked on a terminal)")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
 @pass_app
 def sample(app: App, model: str | None, rows: int | None, out: str | None) -> None:
@@ -175,7 +178,7 @@ def sample(app: App, model: str | None, rows: int | None, out: str | None) -> No
     client = app.login()
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
     if rows is None:
-        rows = app.ask("Please enter sampling size", "--rows", type=click.IntRange(min=1))
+        rows = app.ask("Please enter sampling size", "--rows", type=ROWS)
     with ui.status(f"Sampling {rows} rows from {model}..."):
         path, stored = client.sample_to_file(model, rows, out)
     ui.out.print(f"Wrote {path} ({rows} rows); stored on the server as {stored['name']}")
@@ -195,7 +198,7 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
 
 
 @cli.command()
-@click.option("--epochs", type=click.IntRange(min=1), default=DEMO_EPOCHS, show_default=True, help="training epochs")
+@click.option("--epochs", type=EPOCHS, default=DEMO_EPOCHS, show_default=True, help="training epochs")
 @pass_app
 def demo(app: App, epochs: int) -> None:
     """Fit the bundled penguins data, sample from it and download the result."""

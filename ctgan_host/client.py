@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
+from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, whole_number
 
 from .config import Config, ServerConfig, load_config
 from .session import Session
@@ -146,8 +147,7 @@ class Client:
         on_upload: Progress | None = None,
     ) -> str:
         """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name."""
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise UsageError(f"epochs must be a whole number of at least 1, not {epochs!r}")
+        whole_number(epochs, "epochs", MAX_EPOCHS)
         if isinstance(data, (str, os.PathLike)):
             return self._fit_file(check_local_csv(data), epochs, discrete, name, on_event, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
@@ -183,8 +183,7 @@ class Client:
     # -- sample and download -----------------------------------------------------
     def sample_to_file(self, model: str, rows: int, out_dir: str | os.PathLike | None = None, on_event: OnEvent | None = None) -> tuple[Path, dict[str, Any]]:
         """Sample on the server, store the result there, and bring back a plain CSV."""
-        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
-            raise UsageError(f"rows must be a whole number of at least 1, not {rows!r}")
+        whole_number(rows, "rows", MAX_ROWS)
         result = self.session.call("sample", on_event=on_event, model=model, rows=rows)
         return self._fetch(result, out_dir), result
 

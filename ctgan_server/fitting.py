@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .errors import BadDataError, NotFoundError, TransferError
+from .errors import NotFoundError, TransferError
+from .protocol import MAX_EPOCHS, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan
 from .settings import Settings
 from .storage import UserStorage, dataset_stem, iso_utc
@@ -85,8 +86,7 @@ def run_fit(
 ) -> dict[str, Any]:
     gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
     require_ctgan()
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise BadDataError(f"epochs must be a whole number of at least 1, not {epochs!r}")
+    whole_number(epochs, "epochs", MAX_EPOCHS)
 
     from .schema import build_plan, read_uploaded_csv, training_frame
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import CtganError, ProtocolError
+from .errors import CtganError, ProtocolError, UsageError
 
 PROTOCOL_VERSION = 1
+MAX_EPOCHS = 100_000
+MAX_ROWS = 100_000_000
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -44,3 +46,10 @@ def error_reply(msg_id: Any, exc: CtganError) -> dict[str, Any]:
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"event": kind, **fields}
+
+
+def whole_number(value: Any, what: str, maximum: int) -> int:
+    """Check a count parameter; the client checks before connecting, the server again on arrival."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise UsageError(f"{what} must be a whole number from 1 to {maximum:,}, not {value!r}")
+    return value

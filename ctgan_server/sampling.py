@@ -6,19 +6,13 @@ import gzip
 import io
 from typing import Any, Callable
 
-from .errors import BadDataError, ModelVersionError
+from .errors import ModelVersionError
+from .protocol import MAX_ROWS, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan
 from .settings import Settings
 from .storage import HashingWriter, UserStorage
 
 CHUNK_ROWS = 20_000
-MAX_ROWS = 100_000_000
-
-
-def check_rows(rows: Any) -> int:
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1 or rows > MAX_ROWS:
-        raise BadDataError(f"rows must be a whole number from 1 to {MAX_ROWS:,}, not {rows!r}")
-    return rows
 
 
 def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any, dict[str, Any]]:
@@ -45,7 +39,7 @@ def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any
 def run_sample(
     storage: UserStorage, settings: Settings, model_name: str, rows: Any, emit: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    rows = check_rows(rows)
+    rows = whole_number(rows, "rows", MAX_ROWS)
     model, meta = load_model(storage, model_name, settings)
     from .schema import restore
 
