@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
+from ctgan_server.errors import AuthError, BadDataError, NotFoundError, ServerEnvironmentError, UsageError
 from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, whole_number
+from ctgan_server.storage import SYNTHETIC_SUFFIX, check_file_name, dataset_stem
 
 from .config import Config, ServerConfig, load_config
 from .session import Session
@@ -105,7 +106,11 @@ class Client:
 
     def login(self, user: str, password: str) -> None:
         self.connect()
-        self._session.login(user, password)
+        try:
+            self._session.login(user, password)
+        except BaseException:
+            self.close()  # do not leave a server process or SSH connection behind
+            raise
         self._user = user
 
     @property
@@ -151,7 +156,7 @@ class Client:
         if isinstance(data, (str, os.PathLike)):
             return self._fit_file(check_local_csv(data), epochs, discrete, name, on_event, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
-            path = Path(tmp) / f"{name or 'dataframe'}.csv"
+            path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)
             text_columns = [str(c) for c in data.columns if data[c].dtype == object]
             return self._fit_file(path, epochs, discrete, name, on_event, on_upload, text_columns)
@@ -166,6 +171,12 @@ class Client:
         on_upload: Progress | None,
         text_columns: list[str] = (),
     ) -> str:
+        if not self.session.server_info.get("ctgan"):
+            # Say so before the confidential file travels anywhere.
+            raise ServerEnvironmentError(
+                "ctgan is not installed for the server's interpreter ([server] python); "
+                "on the server run: python -m pip install -r requirements.txt"
+            )
         staged = self.session.call("upload")
         sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
         result = self.session.call(
@@ -201,7 +212,9 @@ class Client:
             return _read_csv(self.download_to_file(name, tmp), None)
 
     def _fetch(self, stored: dict[str, Any], out_dir: str | os.PathLike | None) -> Path:
-        dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(stored["name"])
+        # The name comes from the server: still only ever a plain file name inside out_dir.
+        name = check_file_name(stored["name"], SYNTHETIC_SUFFIX)
+        dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(name)
         return Transfer(self.session.connection).get_gunzipped(stored["path"], stored["sha256"], dest)
 
 

@@ -73,6 +73,8 @@ class LocalConnection:
         return self.proc.stdout.readline()
 
     def open_remote(self, path: str, mode: str) -> BinaryIO:
+        if "w" in mode:  # uploads are confidential originals: owner-only from the first byte
+            return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), mode)
         return open(path, mode)
 
     def remove_remote(self, path: str) -> None:
@@ -118,8 +120,13 @@ class SSHConnection:
     """One SSH connection: an exec channel for the protocol, SFTP for files."""
 
     def __init__(self, server: ServerConfig, debug: bool = False):
+        import logging
+
         import paramiko
 
+        if not debug:
+            # paramiko logs failed handshakes with tracebacks; the user gets our one line instead.
+            logging.getLogger("paramiko").setLevel(logging.CRITICAL + 1)
         ssh_cfg = _ssh_config(server.host)
         hostname = ssh_cfg.get("hostname", server.host)
         port = server.port or int(ssh_cfg.get("port", 22))
@@ -139,6 +146,27 @@ class SSHConnection:
                 raise ConfigError(f"cannot read known_hosts {known_hosts}: {exc}") from exc
         client.set_missing_host_key_policy(_HostKeyPolicy(known_hosts, server.accept_new_host_keys))
         sock = paramiko.ProxyCommand(ssh_cfg["proxycommand"]) if "proxycommand" in ssh_cfg else None
+        try:
+            self._connect(client, hostname, port, user, keys, known_hosts, server, sock)
+        except BaseException:
+            client.close()
+            if sock is not None:
+                sock.close()
+            raise
+        self.client = client
+        self.sftp = None
+        channel = client.get_transport().open_session()
+        channel.exec_command(remote_command(server))
+        self.channel = channel
+        self.stdin = channel.makefile_stdin("wb")
+        self.stdout = channel.makefile("rb")
+        self.stderr = _StderrTail(channel.makefile_stderr("rb"), debug)
+
+    @staticmethod
+    def _connect(client: Any, hostname: str, port: int, user: str, keys: list[str], known_hosts: Path, server: ServerConfig, sock: Any) -> None:
+        """paramiko's connect, with each of its failures turned into one user-facing error."""
+        import paramiko
+
         try:
             client.connect(
                 hostname,
@@ -166,14 +194,6 @@ class SSHConnection:
         except (paramiko.SSHException, OSError, socket.timeout) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise ConnectError(f"cannot reach {hostname}:{port}: {reason}") from exc
-        self.client = client
-        self.sftp = None
-        channel = client.get_transport().open_session()
-        channel.exec_command(remote_command(server))
-        self.channel = channel
-        self.stdin = channel.makefile_stdin("wb")
-        self.stdout = channel.makefile("rb")
-        self.stderr = _StderrTail(channel.makefile_stderr("rb"), debug)
 
     def send(self, data: bytes) -> None:
         self.stdin.write(data)
@@ -192,6 +212,7 @@ class SSHConnection:
         if "r" in mode:
             fh.prefetch()
         else:
+            fh.chmod(0o600)  # before any byte of the original is written
             fh.set_pipelined(True)
         return fh
 

@@ -69,6 +69,10 @@ def plan_table(columns: list[dict[str, Any]], rows: int) -> Table:
     return table
 
 
+def _loss(value: float | None) -> str:
+    return "nan" if value is None else f"{value:+.4f}"
+
+
 class FitProgress:
     """Live per-epoch losses: a rich bar on a terminal, one plain line per epoch otherwise."""
 
@@ -99,7 +103,7 @@ class FitProgress:
         elif kind == "stage":
             note(f"Training on {event.get('device', '?')}...")
         elif kind == "epoch":
-            losses = f"loss G {event['loss_g']:+.4f}  D {event['loss_d']:+.4f}"
+            losses = f"loss G {_loss(event['loss_g'])}  D {_loss(event['loss_d'])}"
             if self.progress is not None:
                 if self.task is None:
                     self.task = self.progress.add_task("epochs", total=event["epochs"], losses="")

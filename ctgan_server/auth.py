@@ -73,7 +73,8 @@ def verify_password(password: str, stored: str) -> bool:
 
 # Checked against when the user does not exist, so that an unknown name costs
 # the same scrypt time as a wrong password and cannot be told apart by timing.
-_DUMMY_HASH = hash_password("not-a-real-password")
+# Precomputed: hashing at import would add a scrypt run to every server start.
+_DUMMY_HASH = "scrypt$16384$8$1$wREMm4GNNNkSoyjHnxcbqQ==$v/2g7RbLFRi+GlMDe/MSBiH2vRlIxy6rYoXLC5Mko8c="
 
 
 class CredentialStore:

@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -33,6 +34,12 @@ def take_upload(path: Path, sha256: str) -> bytes:
     return data
 
 
+def finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN or infinity; a diverged loss is reported as null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 @contextlib.contextmanager
 def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
     """Report each finished epoch's losses.
@@ -55,8 +62,8 @@ def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
                             "event": "epoch",
                             "epoch": i + 1,
                             "epochs": epochs,
-                            "loss_g": float(last["Generator Loss"]),
-                            "loss_d": float(last["Discriminator Loss"]),
+                            "loss_g": finite_or_none(last["Generator Loss"]),
+                            "loss_d": finite_or_none(last["Discriminator Loss"]),
                         }
                     )
 
@@ -109,7 +116,11 @@ def run_fit(
     seconds = round(time.time() - started, 3)
 
     losses = [
-        {"epoch": int(row["Epoch"]) + 1, "loss_g": float(row["Generator Loss"]), "loss_d": float(row["Discriminator Loss"])}
+        {
+            "epoch": int(row["Epoch"]) + 1,
+            "loss_g": finite_or_none(row["Generator Loss"]),
+            "loss_d": finite_or_none(row["Discriminator Loss"]),
+        }
         for _, row in model.loss_values.iterrows()
     ]
     stem = dataset_stem(filename)

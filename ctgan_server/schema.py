@@ -108,6 +108,8 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
             col.update(kind="discrete", reason=f"integers with {col['distinct']} distinct values")
         else:
             values = observed.astype(float)
+            if not np.isfinite(values).all():
+                raise BadDataError(f"column {name!r} holds infinite values; replace them or leave those cells empty")
             col.update(
                 kind="continuous",
                 reason="numbers",

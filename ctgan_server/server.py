@@ -7,9 +7,12 @@ works inside that one user's folders.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from . import __version__
@@ -31,6 +34,7 @@ class Server:
         self.out = out
         self.greeted = False
         self.storage: UserStorage | None = None
+        self.unclaimed_uploads: set[str] = set()
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(encode(message))
@@ -48,11 +52,14 @@ class Server:
                 raise UsageError("say hello first")
             if method not in ("hello", "login") and self.storage is None:
                 raise AuthError("log in first")
-            result = getattr(self, f"do_{method}")(**params)
+            handler = getattr(self, f"do_{method}")
+            try:
+                inspect.signature(handler).bind(**params)
+            except TypeError as exc:
+                raise UsageError(f"bad parameters for {method}: {exc}") from None
+            result = handler(**params)
         except CtganError as exc:
             self.send(error_reply(msg_id, exc))
-        except TypeError as exc:
-            self.send(error_reply(msg_id, UsageError(f"bad parameters: {exc}")))
         except Exception as exc:  # noqa: BLE001  the client must get a reply, the log gets the traceback
             traceback.print_exc(file=sys.stderr)
             self.send(error_reply(msg_id, InternalError(f"unexpected {type(exc).__name__}: {exc}")))
@@ -78,7 +85,7 @@ class Server:
     def do_login(self, user: str, password: str) -> dict[str, Any]:
         name = CredentialStore(self.settings.credentials_file).authenticate(user, password)
         self.storage = UserStorage(self.settings.data_dir, name)
-        self.storage.sweep_stale_staging()
+        self.storage.sweep_leftovers()
         return {"user": name}
 
     def do_models(self) -> list[dict[str, Any]]:
@@ -89,7 +96,14 @@ class Server:
 
     def do_upload(self) -> dict[str, Any]:
         path = self.storage.new_staging_path()
+        self.unclaimed_uploads.add(str(path))
         return {"token": path.name.split(".")[0], "path": str(path)}
+
+    def discard_unclaimed_uploads(self) -> None:
+        """An upload this session never fitted on must not outlive the session."""
+        for path in self.unclaimed_uploads:
+            Path(path).unlink(missing_ok=True)
+        self.unclaimed_uploads.clear()
 
     def do_fit(
         self,
@@ -102,10 +116,12 @@ class Server:
     ) -> dict[str, Any]:
         from .fitting import run_fit
 
+        staged = self.storage.staged_path(token)
+        self.unclaimed_uploads.discard(str(staged))  # run_fit deletes it, whatever happens
         return run_fit(
             self.storage,
             self.settings,
-            self.storage.staged_path(token),
+            staged,
             sha256,
             _base(filename),
             epochs,
@@ -134,16 +150,30 @@ def serve(settings_loader: Callable[[], Settings], out: BinaryIO, inp: BinaryIO)
     # Our own log at INFO; libraries (rdt prints "Guidance" notes) only from WARNING.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="ctgan_server: %(message)s")
     log.setLevel(logging.INFO)
+    # A dropped SSH connection or a kill ends the loop through SystemExit, so
+    # the clean-up below still runs.
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, _exit_on_signal)
     server = None
-    for line in inp:
-        if not line.strip():
-            continue
-        if server is None:
-            try:
-                server = Server(settings_loader(), out)
-            except CtganError as exc:
-                out.write(encode(error_reply(decode(line).get("id"), exc)))
-                out.flush()
-                return exc.exit_code
-        server.handle(line)
+    try:
+        for line in inp:
+            if not line.strip():
+                continue
+            if server is None:
+                try:
+                    server = Server(settings_loader(), out)
+                except CtganError as exc:
+                    out.write(encode(error_reply(decode(line).get("id"), exc)))
+                    out.flush()
+                    return exc.exit_code
+            server.handle(line)
+    except BrokenPipeError:
+        return 1  # the client went away mid-reply
+    finally:
+        if server is not None:
+            server.discard_unclaimed_uploads()
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)

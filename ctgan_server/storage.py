@@ -27,7 +27,7 @@ STAGING_DIR = "original_data"
 MODEL_SUFFIX = "_model.gz"
 SYNTHETIC_SUFFIX = "_synthetic.csv.gz"
 STAGED_SUFFIX = ".csv.gz"
-STALE_STAGING_SECONDS = 3600
+STALE_SECONDS = 3600
 
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _STEM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -134,6 +134,12 @@ class Reservation:
         return fh
 
     def commit(self) -> None:
+        # Durable before visible: a power cut must not leave a short file under the final name.
+        fd = os.open(self.tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(self.tmp, self.final)
         self.committed = True
 
@@ -231,13 +237,20 @@ class UserStorage:
             raise InvalidNameError(f"invalid upload token {token!r}")
         return self.staging_dir / f"{token}{STAGED_SUFFIX}"
 
-    def sweep_stale_staging(self, now: float | None = None) -> int:
-        """Remove uploads a vanished client never claimed, so originals do not linger."""
+    def sweep_leftovers(self, now: float | None = None) -> int:
+        """Remove what a killed server left: unclaimed uploads and unfinished temporary files.
+
+        Only files older than STALE_SECONDS go, so a concurrent session of the
+        same user that is mid-upload or mid-write is not disturbed.
+        """
         now = time.time() if now is None else now
+        candidates = list(self.staging_dir.iterdir())
+        for folder in (self.models_dir, self.synthetic_dir):
+            candidates += folder.glob(".*.tmp")
         removed = 0
-        for path in self.staging_dir.iterdir():
+        for path in candidates:
             try:
-                if now - path.stat().st_mtime > STALE_STAGING_SECONDS:
+                if now - path.stat().st_mtime > STALE_SECONDS:
                     path.unlink()
                     removed += 1
             except FileNotFoundError:

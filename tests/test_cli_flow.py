@@ -99,6 +99,8 @@ def test_users_never_see_each_others_files(local_config, tiny_csv, server_dir):
     "content, code, message",
     [
         (b"", 5, "is empty"),
+        (b"  \n\n", 5, "is empty"),
+        (b"a,b\n1,inf\n2,3\n", 5, "infinite values"),
         (b"a,b,c\n", 5, "header but no data rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), 5, "binary data"),
         (b"name,city\nJos\xe9,K\xf6ln\nAnna,Oslo\n", 5, "not UTF-8"),

@@ -113,4 +113,5 @@ def test_declining_the_confirmation_uploads_nothing(local_config, tiny_csv, serv
     term.send("n")
     term.expect("Aborted")
     assert term.proc.wait(timeout=30) == 1
-    assert not (server_dir / "model_database").exists() or not list((server_dir / "model_database").rglob("*.gz"))
+    for folder in ("model_database", "original_data"):
+        assert not (server_dir / folder).exists() or not [p for p in (server_dir / folder).rglob("*") if p.is_file()]

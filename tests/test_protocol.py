@@ -70,7 +70,7 @@ def test_api_fit_sample_download_keeps_dtypes(client, server_dir):
     assert len(again) == 40 and list(again.columns) == list(frame.columns)
 
 
-def test_two_samples_in_the_same_second_both_succeed(client, server_dir):
+def test_repeated_samples_never_overwrite(client, server_dir):
     client.login("bob", PASSWORDS["bob"])
     model = client.fit(pd.DataFrame({"x": np.arange(40) % 7, "y": np.linspace(0, 1, 40)}), epochs=1, name="twice")
     names = [client.sample_to_file(model, 5)[1]["name"] for _ in range(3)]
@@ -151,3 +151,27 @@ def test_server_without_ctgan_gives_a_clear_error(server_dir, client_root, tiny_
     fitted = run_cli(config, "--user", "alice", "--password-stdin", "fit", str(tiny_csv), "--epochs", "1", input="alice-secret-pw\n")
     assert fitted.code == 8 and "ctgan is not installed" in fitted.err and "pip install -r requirements.txt" in fitted.err
     assert list((server_dir / "original_data" / "alice").iterdir()) == []
+
+
+def test_unclaimed_upload_is_deleted_when_the_session_ends(client, server_dir, tiny_csv):
+    import stat
+
+    from ctgan_host.transfer import Transfer
+
+    client.login("alice", PASSWORDS["alice"])
+    staged = client.session.call("upload")
+    Transfer(client.session.connection).put_gzipped(tiny_csv, staged["path"])
+    from pathlib import Path
+
+    path = Path(staged["path"])
+    assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    client.close()  # e.g. the laptop lid closes between upload and fit
+    assert not path.exists()
+
+
+def test_failed_login_closes_the_connection(client):
+    client.connect()
+    connection = client._session.connection
+    with pytest.raises(AuthError):
+        client.login("alice", "wrong-password")
+    assert client._session is None and connection.proc.poll() is not None

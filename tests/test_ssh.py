@@ -134,3 +134,52 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
         assert (root / "model_database" / "bob").is_dir()
     finally:
         shutil.rmtree(root)
+
+
+def test_not_an_ssh_server_is_one_line(client_root, server_dir):
+    """paramiko's own logging must not print a traceback before our error."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_garbage():
+        for _ in range(3):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    config = write_client_config(
+        client_root / "config.toml", {"host": "127.0.0.1", "port": listener.getsockname()[1], "server_dir": str(server_dir)}, client_root
+    )
+    result = run_cli(config, "--user", "bob", "--password-stdin", "models", input="x\n")
+    listener.close()
+    assert result.code == 6 and result.err.startswith("Error: cannot reach 127.0.0.1") and result.err.count("\n") == 1, result.err
+
+
+def test_staged_upload_is_private_over_sftp(ssh_config, server_dir, tiny_csv):
+    import stat
+    from pathlib import Path
+
+    from conftest import PASSWORDS
+    from ctgan_host import Client
+    from ctgan_host.transfer import Transfer
+
+    with Client.from_config(ssh_config) as client:
+        client.login("alice", PASSWORDS["alice"])
+        staged = client.session.call("upload")
+        Transfer(client.session.connection).put_gzipped(tiny_csv, staged["path"])
+        assert stat.S_IMODE(Path(staged["path"]).stat().st_mode) == 0o600
+    # the SSH session ended without a fit: the original is gone
+    import time
+
+    deadline = time.time() + 10
+    while Path(staged["path"]).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not Path(staged["path"]).exists()

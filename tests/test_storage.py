@@ -86,10 +86,42 @@ def test_stale_staging_is_swept_and_fresh_kept(tmp_path):
     old.write_bytes(b"a")
     fresh.write_bytes(b"b")
     os.utime(old, (time.time() - 7200, time.time() - 7200))
-    assert storage.sweep_stale_staging() == 1
+    assert storage.sweep_leftovers() == 1
     assert [p.name for p in storage.staging_dir.iterdir()] == [fresh.name]
 
 
 def test_upload_tokens_are_checked(tmp_path):
     with pytest.raises(InvalidNameError):
         UserStorage(tmp_path, "alice").staged_path("../../bob/original_data/x")
+
+
+def _claim(args):
+    root, when = args
+    res = UserStorage(root, "alice").reserve_dataset("race", 3, when)
+    with res.open() as fh:
+        fh.write(res.name.encode())
+    res.commit()
+    return res.name
+
+
+def test_concurrent_writers_in_one_second_all_get_their_own_name(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    when = time.time()
+    with ProcessPoolExecutor(4) as pool:
+        names = list(pool.map(_claim, [(tmp_path, when)] * 12))
+    assert len(set(names)) == 12
+    folder = UserStorage(tmp_path, "alice").synthetic_dir
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names)
+    assert all((folder / n).read_text() == n for n in names)
+
+
+def test_leftover_temporary_files_are_swept(tmp_path):
+    storage = UserStorage(tmp_path, "alice")
+    stale = storage.models_dir / ".x_20260101t000000_model.gz.tmp"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    live = storage.reserve_model("y")
+    assert storage.sweep_leftovers() == 1
+    assert not stale.exists() and live.tmp.exists()
+    live.abandon()
