@@ -100,6 +100,8 @@ class FitProgress:
         kind = event.get("event")
         if kind == "plan":
             err.print(plan_table(event["columns"], event["rows"]))
+            for warning in event.get("warnings", []):
+                err.print(f"[yellow]Warning:[/yellow] {warning}")
         elif kind == "stage":
             note(f"Training on {event.get('device', '?')}...")
         elif kind == "epoch":

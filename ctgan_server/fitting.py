@@ -100,7 +100,7 @@ def run_fit(
     frame = read_uploaded_csv(gz_bytes, filename, text_columns)
     del gz_bytes
     plan = build_plan(frame, discrete)
-    emit({"event": "plan", "rows": len(frame), "columns": plan["columns"]})
+    emit({"event": "plan", "rows": len(frame), "columns": plan["columns"], "warnings": plan["warnings"]})
     train, discrete_columns = training_frame(frame, plan)
 
     import torch  # noqa: F401  (heavy: imported only once the data is known good)
@@ -138,6 +138,8 @@ def run_fit(
             "source_file": filename,
             "columns": plan["columns"],
             "discrete_columns": plan["discrete_columns"],
+            "delimiter": plan["delimiter"],
+            "warnings": plan["warnings"],
             "fit": {
                 "rows": len(frame),
                 "epochs": epochs,

@@ -54,7 +54,7 @@ def run_sample(
                 while done < rows:
                     n = min(CHUNK_ROWS, rows - done)
                     chunk = restore(model.sample(n), meta)
-                    chunk.to_csv(text, index=False, header=done == 0)
+                    chunk.to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
                     done += n
                     emit({"event": "sample", "rows": done, "total": rows})
                 text.flush()

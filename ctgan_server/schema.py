@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from typing import Any
 
@@ -22,6 +23,9 @@ from .errors import BadDataError
 # Integer columns with at most this many distinct values are categories
 # (a year, a rating), not measurements: CTGAN models them better one-hot.
 DISCRETE_INT_MAX_DISTINCT = 10
+MAX_COLUMNS = 2000
+OTHER_DELIMITERS = (";", "\t", "|")
+_NUMBER_RE = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*$")
 MISSING_FLAG_SUFFIX = "__missing"
 MAX_DECIMALS = 6
 
@@ -46,12 +50,20 @@ def read_uploaded_csv(gz_bytes: bytes, filename: str, text_columns: list[str] | 
         raise BadDataError(
             f"{filename} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); re-save it as UTF-8"
         ) from exc
-    header = next(csv.reader(io.StringIO(text)), [])
+    delimiter = detect_delimiter(text, filename)
+    header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     dupes = sorted({name for name in header if header.count(name) > 1})
     if dupes:
         raise BadDataError(f"{filename} has duplicate column names: {', '.join(dupes)}")
+    if header and all(_NUMBER_RE.match(name) for name in header):
+        shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+        raise BadDataError(f"{filename}: the first row holds numbers ({shown}), not column names; add a header row")
+    if len(header) > MAX_COLUMNS:
+        raise BadDataError(f"{filename} has {len(header):,} columns; at most {MAX_COLUMNS:,} are supported")
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={c: object for c in text_columns if c in header} or None)
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, dtype={c: object for c in text_columns if c in header} or None
+        )
     except pd.errors.EmptyDataError as exc:
         raise BadDataError(f"{filename} is empty") from exc
     except (pd.errors.ParserError, ValueError) as exc:
@@ -59,7 +71,25 @@ def read_uploaded_csv(gz_bytes: bytes, filename: str, text_columns: list[str] | 
         raise BadDataError(f"{filename} is not a valid CSV: {detail}") from exc
     if frame.empty:
         raise BadDataError(f"{filename} has a header but no data rows")
+    frame.attrs["delimiter"] = delimiter
     return frame
+
+
+def detect_delimiter(text: str, filename: str) -> str:
+    """Comma, unless the header has no comma and another separator splits every line evenly."""
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    if "," in lines[0]:
+        return ","
+    for candidate in OTHER_DELIMITERS:
+        counts = {line.count(candidate) for line in lines}
+        if counts and min(counts) > 0:
+            if len(counts) == 1:
+                return candidate
+            shown = "tab" if candidate == "\t" else repr(candidate)
+            raise BadDataError(
+                f"{filename} looks {shown}-separated, but its lines have different numbers of fields; check the file"
+            )
+    return ","
 
 
 def _json_scalar(value: Any) -> Any:
@@ -85,6 +115,12 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
     if unknown:
         raise BadDataError(f"--discrete names no such column: {', '.join(unknown)}")
     taken = set(map(str, frame.columns))
+    warnings = []
+    delimiter = frame.attrs.get("delimiter", ",")
+    if delimiter != ",":
+        warnings.append(f"read as {'tab' if delimiter == chr(9) else repr(delimiter)}-separated; synthetic files use the same separator")
+    if frame.shape[1] == 1:
+        warnings.append("only one column: check the separator if you expected more")
     columns = []
     for name in frame.columns:
         series = frame[name]
@@ -97,13 +133,16 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
         }
         numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
         if observed.empty:
-            col.update(kind="empty", reason="no values at all")
+            col.update(kind="empty", reason="no values at all", warning="entirely empty: it comes back empty")
         elif col["distinct"] == 1 and col["nulls"] == 0:
             col.update(kind="constant", value=_json_scalar(observed.iloc[0]), reason="a single value")
         elif name in discrete:
             col.update(kind="discrete", reason="--discrete")
         elif not numeric:
             col.update(kind="discrete", reason=f"{col['dtype']} values")
+            share = float(pd.to_numeric(observed.astype(str), errors="coerce").notna().mean())
+            if 0 < share < 1 and series.dtype == object:
+                col["warning"] = f"mixed types: {share:.0%} numbers, {1 - share:.0%} text; kept as text categories"
         elif pd.api.types.is_integer_dtype(series) and col["distinct"] <= DISCRETE_INT_MAX_DISTINCT:
             col.update(kind="discrete", reason=f"integers with {col['distinct']} distinct values")
         else:
@@ -127,7 +166,13 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
         columns.append(col)
     if not any(c["kind"] in ("discrete", "continuous") for c in columns):
         raise BadDataError("no column has varying values, so there is nothing to learn")
-    return {"columns": columns, "discrete_columns": [c["name"] for c in columns if c["kind"] == "discrete"]}
+    warnings += [f"{c['name']}: {c['warning']}" for c in columns if "warning" in c]
+    return {
+        "columns": columns,
+        "discrete_columns": [c["name"] for c in columns if c["kind"] == "discrete"],
+        "delimiter": delimiter,
+        "warnings": warnings,
+    }
 
 
 def training_frame(frame: pd.DataFrame, plan: dict[str, Any], seed: int | None = None) -> tuple[pd.DataFrame, list[str]]:

@@ -101,6 +101,8 @@ def test_users_never_see_each_others_files(local_config, tiny_csv, server_dir):
         (b"", 5, "is empty"),
         (b"  \n\n", 5, "is empty"),
         (b"a,b\n1,inf\n2,3\n", 5, "infinite values"),
+        (b"1,2,3\n4,5,6\n", 5, "first row holds numbers"),
+        (b"a;b\n1;2\n3;4;5\n", 5, "different numbers of fields"),
         (b"a,b,c\n", 5, "header but no data rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), 5, "binary data"),
         (b"name,city\nJos\xe9,K\xf6ln\nAnna,Oslo\n", 5, "not UTF-8"),
@@ -158,3 +160,19 @@ def test_missing_credentials_without_terminal_is_an_error(local_config):
 def test_debug_shows_traceback(local_config):
     result = run_cli(local_config, "--debug", "--user", "alice", "--password-stdin", "models", input="wrong-password\n")
     assert result.code == 3 and "Traceback" in result.err and result.err.endswith("Error: wrong username or password\n")
+
+
+def test_semicolon_file_round_trips_with_its_separator(local_config, tmp_path):
+    rows = "\n".join(f"{i % 5};{'ab'[i % 2]};{i * 1.5}" for i in range(40))
+    original = tmp_path / "semi.csv"
+    original.write_text("k;g;v\n" + rows + "\n")
+    opts, stdin = as_user("alice")
+    fitted = run_cli(local_config, *opts, "fit", str(original), "--epochs", "1", "--json", input=stdin)
+    assert fitted.code == 0, fitted.err
+    assert "Warning: read as ';'-separated" in fitted.err
+    model = json.loads(fitted.out)["model"]
+    out = tmp_path / "o"
+    assert run_cli(local_config, *opts, "sample", model, "--rows", "10", "--out", str(out), input=stdin).code == 0
+    [csv] = list(out.iterdir())
+    assert csv.read_text().splitlines()[0] == "k;g;v"
+    assert list(pd.read_csv(csv, sep=";").dtypes.astype(str)) == list(pd.read_csv(original, sep=";").dtypes.astype(str))

@@ -109,3 +109,33 @@ def test_restore_rounds_clips_and_brings_back_gaps_and_dtypes():
 def test_nothing_to_learn_is_refused():
     with pytest.raises(BadDataError, match="nothing to learn"):
         build_plan(pd.DataFrame({"a": [1, 1, 1], "b": [np.nan] * 3}))
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_other_separators_are_detected_and_kept(sep):
+    frame = _read(f"a{sep}b{sep}c\n1{sep}x{sep}2.5\n3{sep}y{sep}4.5\n".encode())
+    assert list(frame.columns) == ["a", "b", "c"]
+    plan = build_plan(frame)
+    assert plan["delimiter"] == sep and "separated" in plan["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"a;b;c\n1;2\n3;4;5;6\n", "different numbers of fields"),
+        (b"1,2,3\n4,5,6\n", "first row holds numbers"),
+        ((",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join("1" * 2001) + "\n").encode(), "2,001 columns"),
+    ],
+)
+def test_more_bad_files(raw, message):
+    with pytest.raises(BadDataError, match=message):
+        _read(raw)
+
+
+def test_plan_warnings_for_one_column_empty_and_mixed_columns():
+    one = build_plan(_read(b"a\n1\n2\n3\n"))
+    assert any("only one column" in w for w in one["warnings"])
+    frame = _read(b"n,m,e\n1,10,\n2,unknown,\n3,12,\n4,x,\n")
+    warnings = build_plan(frame)["warnings"]
+    assert any(w.startswith("m: mixed types: 50% numbers") for w in warnings)
+    assert any(w.startswith("e: entirely empty") for w in warnings)
