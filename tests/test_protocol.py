@@ -175,3 +175,13 @@ def test_failed_login_closes_the_connection(client):
     with pytest.raises(AuthError):
         client.login("alice", "wrong-password")
     assert client._session is None and connection.proc.poll() is not None
+
+
+def test_service_data_dir_moves_the_data(server_dir, tmp_path):
+    elsewhere = tmp_path / "data elsewhere"
+    (server_dir / "config.toml").write_text(f'[service]\ndata_dir = "{elsewhere}"\ndevice = "cpu"\n')
+    with Client(server_dir=str(server_dir), python=sys.executable, synthetic_output=tmp_path / "s") as client:
+        client.login("bob", PASSWORDS["bob"])
+        model = client.fit(pd.DataFrame({"x": np.arange(30) % 4, "y": np.linspace(0, 1, 30)}), epochs=1, name="moved")
+    assert (elsewhere / "model_database" / "bob" / model).is_file()
+    assert not (server_dir / "model_database").exists()
