@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ctgan_server.errors import AuthError, BadDataError, NotFoundError, ServerEnvironmentError, UsageError
+from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
 from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, whole_number
 from ctgan_server.storage import SYNTHETIC_SUFFIX, check_file_name, dataset_stem
 
@@ -171,12 +171,6 @@ class Client:
         on_upload: Progress | None,
         text_columns: list[str] = (),
     ) -> str:
-        if not self.session.server_info.get("ctgan"):
-            # Say so before the confidential file travels anywhere.
-            raise ServerEnvironmentError(
-                "ctgan is not installed for the server's interpreter ([server] python); "
-                "on the server run: python -m pip install -r requirements.txt"
-            )
         staged = self.session.call("upload")
         sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
         result = self.session.call(

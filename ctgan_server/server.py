@@ -19,7 +19,7 @@ from . import __version__
 from .auth import CredentialStore
 from .errors import AuthError, CtganError, InternalError, UsageError, VersionMismatchError
 from .protocol import PROTOCOL_VERSION, decode, encode, error_reply, reply
-from .runtime import ctgan_available
+from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
 from .storage import UserStorage, sha256_file
 
@@ -34,7 +34,7 @@ class Server:
         self.out = out
         self.greeted = False
         self.storage: UserStorage | None = None
-        self.unclaimed_uploads: set[str] = set()
+        self.unclaimed_uploads: set[Path] = set()
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(encode(message))
@@ -95,14 +95,15 @@ class Server:
         return self.storage.list_datasets()
 
     def do_upload(self) -> dict[str, Any]:
+        require_ctgan()  # refuse before the confidential file travels anywhere
         path = self.storage.new_staging_path()
-        self.unclaimed_uploads.add(str(path))
+        self.unclaimed_uploads.add(path)
         return {"token": path.name.split(".")[0], "path": str(path)}
 
     def discard_unclaimed_uploads(self) -> None:
         """An upload this session never fitted on must not outlive the session."""
         for path in self.unclaimed_uploads:
-            Path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         self.unclaimed_uploads.clear()
 
     def do_fit(
@@ -117,7 +118,7 @@ class Server:
         from .fitting import run_fit
 
         staged = self.storage.staged_path(token)
-        self.unclaimed_uploads.discard(str(staged))  # run_fit deletes it, whatever happens
+        self.unclaimed_uploads.discard(staged)  # run_fit deletes it, whatever happens
         return run_fit(
             self.storage,
             self.settings,
