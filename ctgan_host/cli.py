@@ -17,7 +17,7 @@ import click
 
 from ctgan_server import __version__
 from ctgan_server.errors import CtganError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS
+from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED
 
 from . import ui
 from .client import DEFAULT_EPOCHS, Client, check_local_csv
@@ -28,6 +28,7 @@ DEMO_EPOCHS = 300  # upstream default; about 15 s on 2 CPU cores
 EXIT_INTERRUPTED = 130
 EPOCHS = click.IntRange(min=1, max=MAX_EPOCHS)
 ROWS = click.IntRange(min=1, max=MAX_ROWS)
+SEED = click.IntRange(min=0, max=MAX_SEED)
 
 
 class App:
@@ -108,12 +109,32 @@ def _resolve_csv(name: str, folder: Path) -> Path:
 @cli.command()
 @click.argument("csv", required=False)
 @click.option("--epochs", type=EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS}; asked on a terminal)")
-@click.option("--discrete", multiple=True, metavar="COL", help="treat COL as categorical (repeatable)")
+@click.option("--discrete", multiple=True, metavar="COL", help="treat COL as categories (repeatable)")
+@click.option("--continuous", multiple=True, metavar="COL", help="treat COL as numbers (repeatable)")
+@click.option("--datetime", multiple=True, metavar="COL", help="treat COL as dates (repeatable)")
+@click.option("--id", "ids", multiple=True, metavar="COL", help="treat COL as record IDs: fresh ones are generated (repeatable)")
+@click.option("--ignore", multiple=True, metavar="COL", help="do not learn COL; it comes back empty (repeatable)")
+@click.option("--seed", type=SEED, help="make the fit repeatable on CPU")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @pass_app
-def fit(app: App, csv: str | None, epochs: int | None, discrete: tuple[str, ...], yes: bool, as_json: bool) -> None:
-    """Upload CSV, fit CTGAN on the server, and store the model there."""
+def fit(
+    app: App,
+    csv: str | None,
+    epochs: int | None,
+    discrete: tuple[str, ...],
+    continuous: tuple[str, ...],
+    datetime: tuple[str, ...],
+    ids: tuple[str, ...],
+    ignore: tuple[str, ...],
+    seed: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Upload CSV, fit CTGAN on the server, and store the model there.
+
+    The server shows its column plan first; the kind options override it.
+    """
     interactive = ui.stdin_is_terminal()
     folder = app.config.original_data
     if csv is None:
@@ -135,7 +156,10 @@ def fit(app: App, csv: str | None, epochs: int | None, discrete: tuple[str, ...]
     client = app.connect(user, password)
     ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
     with ui.FitProgress() as progress:
-        model = client.fit(path, epochs=epochs, discrete=discrete, on_event=progress.on_event)
+        model = client.fit(
+            path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore,
+            seed=seed, on_event=progress.on_event,
+        )
     if as_json:
         ui.print_json({"model": model})
     else:
@@ -172,16 +196,31 @@ def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]
 @click.argument("model", required=False)
 @click.option("--rows", type=ROWS, help="number of synthetic rows (asked on a terminal)")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
+@click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE", help="keep only rows where discrete COL is VALUE (repeatable)")
+@click.option("--seed", type=SEED, help="the same model and seed give the same file")
 @pass_app
-def sample(app: App, model: str | None, rows: int | None, out: str | None) -> None:
+def sample(app: App, model: str | None, rows: int | None, out: str | None, conditions: tuple[str, ...], seed: int | None) -> None:
     """Sample synthetic rows from MODEL; store them on the server and write a CSV here."""
+    wanted = _parse_conditions(conditions)
     client = app.login()
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
     if rows is None:
         rows = app.ask("Please enter sampling size", "--rows", type=ROWS)
     with ui.status(f"Sampling {rows} rows from {model}..."):
-        path, stored = client.sample_to_file(model, rows, out)
+        path, stored = client.sample_to_file(model, rows, out, conditions=wanted, seed=seed)
     ui.out.print(f"Wrote {path} ({rows} rows); stored on the server as {stored['name']}")
+
+
+def _parse_conditions(given: tuple[str, ...]) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for item in given:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise UsageError(f"--condition takes COL=VALUE, not {item!r}")
+        if column in wanted and wanted[column] != value:
+            raise UsageError(f"--condition gives {column} two values ({wanted[column]!r} and {value!r}); no row can match both")
+        wanted[column] = value
+    return wanted
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, whole_number
+from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED, whole_number
 from ctgan_server.storage import SYNTHETIC_SUFFIX, check_file_name, dataset_stem
 
 from .config import Config, ServerConfig, load_config
@@ -150,22 +150,41 @@ class Client:
         name: str | None = None,
         on_event: OnEvent | None = None,
         on_upload: Progress | None = None,
+        *,
+        continuous: Iterable[str] = (),
+        datetime: Iterable[str] = (),
+        ids: Iterable[str] = (),
+        ignore: Iterable[str] = (),
+        seed: int | None = None,
     ) -> str:
-        """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name."""
+        """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name.
+
+        ``discrete``, ``continuous``, ``datetime``, ``ids`` and ``ignore`` name
+        columns whose kind the server would otherwise guess; ``seed`` makes the
+        fit repeatable on CPU.
+        """
         whole_number(epochs, "epochs", MAX_EPOCHS)
+        if seed is not None:
+            whole_number(seed, "seed", MAX_SEED, minimum=0)
+        overrides = {
+            option: [str(c) for c in names]
+            for option, names in (("discrete", discrete), ("continuous", continuous), ("datetime", datetime), ("id", ids), ("ignore", ignore))
+            if names
+        }
         if isinstance(data, (str, os.PathLike)):
-            return self._fit_file(check_local_csv(data), epochs, discrete, name, on_event, on_upload)
+            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_event, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)
             text_columns = [str(c) for c in data.columns if data[c].dtype == object]
-            return self._fit_file(path, epochs, discrete, name, on_event, on_upload, text_columns)
+            return self._fit_file(path, epochs, overrides, seed, name, on_event, on_upload, text_columns)
 
     def _fit_file(
         self,
         path: Path,
         epochs: int,
-        discrete: Iterable[str],
+        overrides: dict[str, list[str]],
+        seed: int | None,
         name: str | None,
         on_event: OnEvent | None,
         on_upload: Progress | None,
@@ -180,22 +199,44 @@ class Client:
             filename=f"{name}.csv" if name else path.name,
             sha256=sha256,
             epochs=epochs,
-            discrete=list(discrete),
+            overrides=overrides,
             text_columns=list(text_columns),
+            seed=seed,
         )
         return result["model"]
 
     # -- sample and download -----------------------------------------------------
-    def sample_to_file(self, model: str, rows: int, out_dir: str | os.PathLike | None = None, on_event: OnEvent | None = None) -> tuple[Path, dict[str, Any]]:
-        """Sample on the server, store the result there, and bring back a plain CSV."""
+    def sample_to_file(
+        self,
+        model: str,
+        rows: int,
+        out_dir: str | os.PathLike | None = None,
+        on_event: OnEvent | None = None,
+        conditions: dict[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> tuple[Path, dict[str, Any]]:
+        """Sample on the server, store the result there, and bring back a plain CSV.
+
+        ``conditions`` maps discrete columns to the value every row must have;
+        ``seed`` makes the file repeatable for one model.
+        """
         whole_number(rows, "rows", MAX_ROWS)
-        result = self.session.call("sample", on_event=on_event, model=model, rows=rows)
+        if seed is not None:
+            whole_number(seed, "seed", MAX_SEED, minimum=0)
+        params: dict[str, Any] = {"model": model, "rows": rows}
+        if conditions:
+            params["conditions"] = {str(k): str(v) for k, v in conditions.items()}
+        if seed is not None:
+            params["seed"] = seed
+        result = self.session.call("sample", on_event=on_event, **params)
         return self._fetch(result, out_dir), result
 
-    def sample(self, model: str, rows: int, on_event: OnEvent | None = None) -> "pd.DataFrame":
+    def sample(
+        self, model: str, rows: int, on_event: OnEvent | None = None, conditions: dict[str, Any] | None = None, seed: int | None = None
+    ) -> "pd.DataFrame":
         """Sample ``rows`` synthetic rows as a DataFrame with the original's dtypes."""
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
-            path, result = self.sample_to_file(model, rows, tmp, on_event)
+            path, result = self.sample_to_file(model, rows, tmp, on_event, conditions, seed)
             return _read_csv(path, result.get("dtypes"))
 
     def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None) -> Path:

@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator
 
 from . import __version__
 from .errors import NotFoundError, TransferError
-from .protocol import MAX_EPOCHS, whole_number
-from .runtime import configure_torch, library_versions, require_ctgan
+from .protocol import MAX_EPOCHS, MAX_SEED, whole_number
+from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, dataset_stem, iso_utc
 
@@ -87,26 +87,33 @@ def run_fit(
     sha256: str,
     filename: str,
     epochs: int,
-    discrete: list[str],
+    overrides: dict[str, list[str]],
     emit: Emit,
     text_columns: list[str] = (),
+    seed: int | None = None,
 ) -> dict[str, Any]:
     gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
     require_ctgan()
     whole_number(epochs, "epochs", MAX_EPOCHS)
+    if seed is not None:
+        whole_number(seed, "seed", MAX_SEED, minimum=0)
 
-    from .schema import build_plan, read_uploaded_csv, training_frame
+    from .schema import build_plan, identifier_records, read_uploaded_csv
+    from .transform import training_frame
 
     frame = read_uploaded_csv(gz_bytes, filename, text_columns)
     del gz_bytes
-    plan = build_plan(frame, discrete)
+    plan = build_plan(frame, overrides)
     emit({"event": "plan", "rows": len(frame), "columns": plan["columns"], "warnings": plan["warnings"]})
-    train, discrete_columns = training_frame(frame, plan)
+    train, discrete_columns = training_frame(frame, plan, seed)
+    id_records = identifier_records(frame, plan)
+    del frame
 
     import torch  # noqa: F401  (heavy: imported only once the data is known good)
     from ctgan import CTGAN
 
     device = configure_torch(settings)
+    seed_everything(seed)
     model = CTGAN(epochs=epochs, verbose=False, enable_gpu=device.type != "cpu")
     model.set_device(device)
     started = time.time()
@@ -128,11 +135,12 @@ def run_fit(
     try:
         buffer = io.BytesIO()
         model.set_device(torch.device("cpu"))  # stored models load anywhere
-        torch.save(model, buffer)
+        # The identifier hashes travel inside the model file, never in the JSON.
+        torch.save({"ctgan": model, "identifiers": id_records}, buffer)
         with reservation.open() as fh:
             fh.write(gzip.compress(buffer.getvalue(), compresslevel=6))
         meta = {
-            "format": 1,
+            "format": 2,
             "model": reservation.name,
             "dataset": stem,
             "source_file": filename,
@@ -141,8 +149,9 @@ def run_fit(
             "delimiter": plan["delimiter"],
             "warnings": plan["warnings"],
             "fit": {
-                "rows": len(frame),
+                "rows": len(train),
                 "epochs": epochs,
+                "seed": seed,
                 "seconds": seconds,
                 "started": iso_utc(started),
                 "device": str(device),
@@ -157,4 +166,4 @@ def run_fit(
         reservation.abandon()
         if not reservation.committed:
             storage.meta_path(reservation.name).unlink(missing_ok=True)
-    return {"model": reservation.name, "rows": len(frame), "epochs": epochs, "seconds": seconds}
+    return {"model": reservation.name, "rows": len(train), "epochs": epochs, "seconds": seconds}

@@ -16,6 +16,7 @@ from .errors import CtganError, ProtocolError, UsageError
 PROTOCOL_VERSION = 1
 MAX_EPOCHS = 100_000
 MAX_ROWS = 100_000_000
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes 32 bits
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -48,8 +49,8 @@ def event(kind: str, **fields: Any) -> dict[str, Any]:
     return {"event": kind, **fields}
 
 
-def whole_number(value: Any, what: str, maximum: int) -> int:
+def whole_number(value: Any, what: str, maximum: int, minimum: int = 1) -> int:
     """Check a count parameter; the client checks before connecting, the server again on arrival."""
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
-        raise UsageError(f"{what} must be a whole number from 1 to {maximum:,}, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise UsageError(f"{what} must be a whole number from {minimum} to {maximum:,}, not {value!r}")
     return value

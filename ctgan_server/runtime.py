@@ -43,3 +43,26 @@ def configure_torch(settings: Settings) -> Any:
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise ServerEnvironmentError(f"[service] device = {settings.device!r} but torch sees no CUDA device")
     return torch.device(settings.device)
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed every generator CTGAN draws from, or reseed them from the OS.
+
+    The unseeded case matters as much: torch starts each process from the same
+    fixed seed, so without a reseed two `sample` runs would give the same rows.
+    CTGAN's own ``set_random_state`` is avoided on purpose: it pickles the
+    state into the model, and every later unseeded sample would repeat.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    if seed is None:
+        torch.seed()
+        np.random.seed()
+        random.seed()
+    else:
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from .errors import ModelVersionError
-from .protocol import MAX_ROWS, whole_number
-from .runtime import configure_torch, library_versions, require_ctgan
+from .errors import ModelVersionError, UsageError
+from .protocol import MAX_ROWS, MAX_SEED, whole_number
+from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import HashingWriter, UserStorage
 
 CHUNK_ROWS = 20_000
+# Conditional sampling draws rows and keeps the matches; these bound the work
+# for a combination the model hardly ever produces.
+MAX_DRAW_BATCH = 200_000
+MAX_CONDITIONAL_DRAWS = 5_000_000
 
 
-def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any, dict[str, Any]]:
+def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Load one of the user's own models; only files this server wrote are ever unpickled."""
     path = storage.model_path(name)
     meta = storage.read_model_meta(name)
@@ -30,19 +34,42 @@ def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any
     import torch
 
     device = configure_torch(settings)
-    model = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=False)
+    stored = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=False)
+    # Files from release 0.1.0 hold the bare model; later ones a bundle with the identifier hashes.
+    model, id_records = (stored["ctgan"], stored["identifiers"]) if isinstance(stored, dict) else (stored, {})
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
     model.set_device(device)
-    return model, meta
+    model.random_states = None  # never replay a random state pickled by a seeded fit
+    return model, id_records, meta
 
 
 def run_sample(
-    storage: UserStorage, settings: Settings, model_name: str, rows: Any, emit: Callable[[dict[str, Any]], None]
+    storage: UserStorage,
+    settings: Settings,
+    model_name: str,
+    rows: Any,
+    emit: Callable[[dict[str, Any]], None],
+    conditions: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     rows = whole_number(rows, "rows", MAX_ROWS)
-    model, meta = load_model(storage, model_name, settings)
-    from .schema import restore
+    if seed is not None:
+        whole_number(seed, "seed", MAX_SEED, minimum=0)
+    if conditions is not None and not isinstance(conditions, dict):
+        raise UsageError("conditions must map column names to values")
+    from .transform import parse_conditions
 
+    # Conditions are checked against the JSON before the model is loaded, so a typo fails fast.
+    storage.model_path(model_name)  # "no model named ..." before anything else
+    parse_conditions(conditions, storage.read_model_meta(model_name))
+    model, id_records, meta = load_model(storage, model_name, settings)
+    import numpy as np
+
+    from .transform import Restorer
+
+    wanted = parse_conditions(conditions, meta)
+    seed_everything(seed)
+    restore = Restorer(meta, id_records, np.random.default_rng(seed), conditioned=wanted)
     reservation = storage.reserve_dataset(meta["dataset"], rows)
     try:
         with reservation.open() as raw:
@@ -51,11 +78,9 @@ def run_sample(
             with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, compresslevel=6) as gz:
                 text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
                 done = 0
-                while done < rows:
-                    n = min(CHUNK_ROWS, rows - done)
-                    chunk = restore(model.sample(n), meta)
-                    chunk.to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
-                    done += n
+                for chunk in _chunks(model, rows, wanted):
+                    restore(chunk).to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
+                    done += len(chunk)
                     emit({"event": "sample", "rows": done, "total": rows})
                 text.flush()
                 text.detach()
@@ -70,3 +95,29 @@ def run_sample(
         "rows": rows,
         "dtypes": {c["name"]: c["dtype"] for c in meta["columns"]},
     }
+
+
+def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:
+    """Raw CTGAN rows in chunks of at most CHUNK_ROWS, keeping only rows that meet the conditions."""
+    from .transform import matching_rows
+
+    done = drawn = 0
+    while done < rows:
+        want = min(CHUNK_ROWS, rows - done)
+        if not conditions:
+            chunk = model.sample(want)
+        else:
+            # Draw more when matches are rare, judged by the match rate so far.
+            rate = done / drawn if drawn else 1.0
+            batch = int(min(MAX_DRAW_BATCH, max(want / max(rate, 1e-4) * 1.2, 1000)))
+            chunk = matching_rows(model.sample(batch), conditions).head(want)
+            drawn += batch
+            if drawn >= MAX_CONDITIONAL_DRAWS and done + len(chunk) < rows:
+                shown = ", ".join(f"{k}={v}" for k, v in conditions.items())
+                raise UsageError(
+                    f"only {done + len(chunk):,} of {rows:,} rows matched {shown} in {drawn:,} draws; "
+                    "that combination is too rare in what the model learned: ask for fewer rows or looser conditions"
+                )
+        if len(chunk):
+            done += len(chunk)
+            yield chunk

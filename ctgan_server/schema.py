@@ -1,8 +1,9 @@
-"""From an uploaded CSV to a training frame, and from CTGAN output back to the original shape.
+"""From an uploaded CSV to a column plan: one kind per column, and why.
 
-``build_plan`` decides one kind per column and records what is needed to undo
-every change made for training: dtypes, ranges, decimals and missing values.
-The plan is stored in the model's JSON, so ``restore`` needs nothing else.
+``build_plan`` decides each column's kind and records what is needed to undo
+every change made for training: dtypes, ranges, decimals, formats, categories
+and missing-value rates.  The plan is stored in the model's JSON; the
+``transform`` module turns it into a training frame and back.
 Imports pandas: only fit and sample reach this module.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import BadDataError
+from .errors import BadDataError, UsageError
 
 # Integer columns with at most this many distinct values are categories
 # (a year, a rating), not measurements: CTGAN models them better one-hot.
@@ -92,6 +93,17 @@ def detect_delimiter(text: str, filename: str) -> str:
     return ","
 
 
+OVERRIDES = ("discrete", "continuous", "datetime", "id", "ignore")
+# Text with more distinct values than this is free text: its rare values are
+# grouped.  Up to this many, a discrete column keeps exactly its categories.
+HIGH_CARDINALITY = 100
+# A free-text value seen fewer times than this is grouped, so that one
+# person's rare job title cannot come back in the synthetic data.
+RARE_BELOW = 5
+MAX_KEPT_TEXT = 200
+OTHER_TOKEN = "(other)"
+
+
 def _json_scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -110,10 +122,156 @@ def _unused_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    unknown = [c for c in discrete if c not in frame.columns]
-    if unknown:
-        raise BadDataError(f"--discrete names no such column: {', '.join(unknown)}")
+def _check_overrides(frame: pd.DataFrame, overrides: dict[str, Any]) -> dict[str, str]:
+    """Column name -> the override that names it; a column may be named once."""
+    chosen: dict[str, str] = {}
+    for option in OVERRIDES:
+        for name in overrides.get(option) or ():
+            if name not in frame.columns:
+                raise UsageError(f"--{option} names no such column: {name} (columns: {_shown(frame.columns)})")
+            if chosen.get(name, option) != option:
+                raise UsageError(f"column {name} is named by both --{chosen[name]} and --{option}; pick one")
+            chosen[name] = option
+    return chosen
+
+
+def _shown(names: Any, limit: int = 8) -> str:
+    names = [str(n) for n in names]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _is_number(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _whole_numbers(observed: pd.Series) -> bool:
+    return bool(np.all(np.mod(observed.astype(float), 1) == 0))
+
+
+def _continuous(col: dict[str, Any], observed: pd.Series) -> None:
+    values = pd.to_numeric(observed, errors="coerce")
+    if values.isna().any():
+        bad = observed[values.isna()].iloc[0]
+        raise BadDataError(f"--continuous {col['name']}: {bad!r} is not a number")
+    values = values.astype(float)
+    if not np.isfinite(values).all():
+        raise BadDataError(f"column {col['name']!r} holds infinite values; replace them or leave those cells empty")
+    col.update(kind="continuous", min=float(values.min()), max=float(values.max()), decimals=_decimals(values))
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Values as the category strings CTGAN sees; whole numbers lose the ".0" pandas adds to them."""
+    if _is_number(values) and _whole_numbers(values.dropna()):
+        return values.astype("Int64").astype(str).where(values.notna())
+    return values.astype(str).where(values.notna())
+
+
+def _discrete(col: dict[str, Any], observed: pd.Series, reason: str) -> None:
+    counts = category_text(observed).value_counts()
+    col.update(kind="discrete", reason=reason, categories=counts.index.tolist())
+
+
+def _free_text(col: dict[str, Any], observed: pd.Series) -> None:
+    counts = observed.astype(str).value_counts()
+    kept = counts[counts >= RARE_BELOW].index[:MAX_KEPT_TEXT].tolist()
+    grouped = int(len(counts) - len(kept))
+    col.update(
+        kind="high-cardinality text",
+        reason=f"text with {len(counts)} distinct values; {grouped} rare ones grouped as {OTHER_TOKEN}",
+        categories=kept,
+        other_token=_unused_name(OTHER_TOKEN, set(kept)),
+    )
+
+
+def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason: str) -> None:
+    from .identifiers import learn_text_shapes, unused_in_range
+
+    col.update(kind="identifier", reason=reason, numeric=numeric)
+    if numeric:
+        if not _whole_numbers(observed):
+            raise BadDataError(f"--id {col['name']}: numeric identifiers must be whole numbers")
+        col.update(min=float(observed.min()), max=float(observed.max()))
+        free = unused_in_range(col, int(observed.nunique()))
+        if free < col["rows"]:
+            col["warning"] = (
+                f"only {free} whole numbers in {col['min']:.0f}..{col['max']:.0f} are unused; "
+                "past that, synthetic IDs reuse original values (still unique per file)"
+            )
+    else:
+        col["shapes"] = learn_text_shapes(observed)
+
+
+def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
+    from .dates import detect
+
+    if observed.dtype.kind in "if" and forced:
+        if not _whole_numbers(observed):
+            raise BadDataError(f"--datetime {col['name']}: numbers with decimals are not dates")
+        observed = observed.astype("int64")
+    spec = detect(observed, forced=forced)
+    if spec is None:
+        if forced:
+            raise BadDataError(
+                f"--datetime {col['name']}: could not read {str(observed.iloc[0])!r} as a date in any known format"
+            )
+        return False
+    col.update(kind="datetime", reason=f"dates written as {spec['format']}{spec['suffix']}", datetime=spec)
+    return True
+
+
+def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) -> dict[str, Any]:
+    from .identifiers import looks_like_identifier
+
+    observed = series.dropna()
+    col: dict[str, Any] = {
+        "name": name,
+        "dtype": str(series.dtype),
+        "nulls": int(series.isna().sum()),
+        "distinct": int(observed.nunique()),
+        "rows": rows,
+    }
+    col["null_rate"] = col["nulls"] / rows
+    text = series.dtype == object
+    if override == "ignore":
+        col.update(kind="ignored", reason="--ignore", warning="ignored: it comes back empty")
+    elif observed.empty:
+        col.update(kind="empty", reason="no values at all", warning="entirely empty: it comes back empty")
+    elif override == "discrete":
+        _discrete(col, observed, "--discrete")
+    elif override == "continuous":
+        _continuous(col, observed)
+        col["reason"] = "--continuous"
+    elif override == "datetime":
+        _datetime(col, observed, forced=True)
+    elif override == "id":
+        numeric = _is_number(series)
+        if not numeric and not text:
+            raise BadDataError(f"--id {name}: {col['dtype']} values cannot be identifiers")
+        _identifier(col, observed, numeric, "--id")
+    elif col["distinct"] == 1 and col["nulls"] == 0:
+        col.update(kind="constant", value=_json_scalar(observed.iloc[0]), reason="a single value")
+    elif text and _datetime(col, observed, forced=False):
+        pass
+    elif text and looks_like_identifier(observed):
+        _identifier(col, observed, False, f"{col['distinct']} distinct values in {len(observed)}: record IDs")
+    elif text and col["distinct"] > HIGH_CARDINALITY:
+        _free_text(col, observed)
+    elif not _is_number(series):
+        _discrete(col, observed, f"{col['dtype']} values")
+        share = float(pd.to_numeric(observed.astype(str), errors="coerce").notna().mean())
+        if 0 < share < 1 and text:
+            col["warning"] = f"mixed types: {share:.0%} numbers, {1 - share:.0%} text; kept as text categories"
+    elif col["distinct"] <= DISCRETE_INT_MAX_DISTINCT and _whole_numbers(observed):
+        _discrete(col, observed, f"whole numbers with {col['distinct']} distinct values")
+    else:
+        _continuous(col, observed)
+        col["reason"] = "numbers"
+    return col
+
+
+def build_plan(frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One kind per column, with the reason; ``overrides`` maps an option (discrete, id, ...) to column names."""
+    chosen = _check_overrides(frame, overrides or {})
     taken = set(map(str, frame.columns))
     warnings = []
     delimiter = frame.attrs.get("delimiter", ",")
@@ -123,49 +281,17 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
         warnings.append("only one column: check the separator if you expected more")
     columns = []
     for name in frame.columns:
-        series = frame[name]
-        observed = series.dropna()
-        col: dict[str, Any] = {
-            "name": name,
-            "dtype": str(series.dtype),
-            "nulls": int(series.isna().sum()),
-            "distinct": int(observed.nunique()),
-        }
-        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-        if observed.empty:
-            col.update(kind="empty", reason="no values at all", warning="entirely empty: it comes back empty")
-        elif col["distinct"] == 1 and col["nulls"] == 0:
-            col.update(kind="constant", value=_json_scalar(observed.iloc[0]), reason="a single value")
-        elif name in discrete:
-            col.update(kind="discrete", reason="--discrete")
-        elif not numeric:
-            col.update(kind="discrete", reason=f"{col['dtype']} values")
-            share = float(pd.to_numeric(observed.astype(str), errors="coerce").notna().mean())
-            if 0 < share < 1 and series.dtype == object:
-                col["warning"] = f"mixed types: {share:.0%} numbers, {1 - share:.0%} text; kept as text categories"
-        elif pd.api.types.is_integer_dtype(series) and col["distinct"] <= DISCRETE_INT_MAX_DISTINCT:
-            col.update(kind="discrete", reason=f"integers with {col['distinct']} distinct values")
-        else:
-            values = observed.astype(float)
-            if not np.isfinite(values).all():
-                raise BadDataError(f"column {name!r} holds infinite values; replace them or leave those cells empty")
-            col.update(
-                kind="continuous",
-                reason="numbers",
-                min=float(values.min()),
-                max=float(values.max()),
-                decimals=_decimals(values),
-            )
-        if col["kind"] == "discrete":
+        col = _plan_column(name, frame[name], chosen.get(name), len(frame))
+        if col["kind"] in ("discrete", "high-cardinality text"):
             # CTGAN's one-hot encoder sees strings; missing values get a
             # sentinel category that cannot collide with a real value.
-            col["missing_token"] = _unused_name("<missing>", set(observed.astype(str)))
-        if col["kind"] == "continuous" and col["nulls"]:
+            col["missing_token"] = _unused_name("<missing>", set(col["categories"]))
+        if col["kind"] in ("continuous", "datetime") and col["nulls"]:
             col["missing_flag"] = _unused_name(f"{name}{MISSING_FLAG_SUFFIX}", taken)
             taken.add(col["missing_flag"])
         columns.append(col)
-    if not any(c["kind"] in ("discrete", "continuous") for c in columns):
-        raise BadDataError("no column has varying values, so there is nothing to learn")
+    if not any(c["kind"] in TRAINED_KINDS for c in columns):
+        raise BadDataError("no column has varying values CTGAN can learn from, so there is nothing to fit")
     warnings += [f"{c['name']}: {c['warning']}" for c in columns if "warning" in c]
     return {
         "columns": columns,
@@ -175,77 +301,15 @@ def build_plan(frame: pd.DataFrame, discrete: list[str] | tuple[str, ...] = ()) 
     }
 
 
-def training_frame(frame: pd.DataFrame, plan: dict[str, Any], seed: int | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The frame CTGAN trains on, and the names of its discrete columns."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, pd.Series] = {}
-    discrete: list[str] = []
-    for col in plan["columns"]:
-        name, series = col["name"], frame[col["name"]]
-        if col["kind"] == "discrete":
-            out[name] = series.astype(object).where(series.notna(), None).map(
-                lambda v, token=col["missing_token"]: token if v is None else str(v)
-            )
-            discrete.append(name)
-        elif col["kind"] == "continuous":
-            values = series.astype(float)
-            missing = values.isna()
-            if missing.any():
-                # Fill gaps with draws from the observed values rather than one
-                # constant, so the column's shape is not distorted; the flag
-                # column lets CTGAN learn where the gaps go.
-                values = values.copy()
-                values[missing] = rng.choice(values[~missing].to_numpy(), size=int(missing.sum()))
-                flag = col["missing_flag"]
-                out[flag] = missing.map({True: "yes", False: "no"})
-                discrete.append(flag)
-            out[name] = values
-    return pd.DataFrame(out), discrete
+TRAINED_KINDS = ("discrete", "high-cardinality text", "continuous", "datetime")
 
 
-def _restore_discrete(values: pd.Series, col: dict[str, Any]) -> pd.Series:
-    values = values.astype(object)
-    values = values.where(values != col["missing_token"], None)
-    dtype = col["dtype"]
-    if dtype == "bool":
-        return values.map({"True": True, "False": False}).astype(bool)
-    if dtype.startswith(("int", "uint")):
-        if values.isna().any():  # cannot happen for a column pandas read as int
-            return pd.to_numeric(values).astype(float)
-        return pd.to_numeric(values).astype(dtype)
-    if dtype.startswith("float"):
-        return pd.to_numeric(values).astype(dtype)
-    return values.where(values.notna(), np.nan)
+def identifier_records(frame: pd.DataFrame, plan: dict[str, Any]) -> dict[str, Any]:
+    """Keyed hashes of each identifier column's original values, for the model file only."""
+    from .identifiers import original_id_record
 
-
-def _restore_continuous(values: pd.Series, col: dict[str, Any], missing: pd.Series | None) -> pd.Series:
-    values = pd.to_numeric(values, errors="coerce").astype(float)
-    # Round before casting: astype(int) truncates, and CTGAN happily produces
-    # values outside the training range, so clip to it as well.
-    if col["decimals"] <= MAX_DECIMALS:
-        values = values.round(col["decimals"])
-    values = values.clip(col["min"], col["max"])
-    if missing is not None:
-        values[missing.astype(str).to_numpy() == "yes"] = np.nan
-    if col["dtype"].startswith(("int", "uint")):
-        return values.astype(col["dtype"])
-    return values
-
-
-def restore(synthetic: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
-    """CTGAN output back to the original columns, order, dtypes and ranges."""
-    n = len(synthetic)
-    out: dict[str, pd.Series] = {}
-    index = synthetic.index
-    for col in plan["columns"]:
-        name, kind = col["name"], col["kind"]
-        if kind == "empty":
-            out[name] = pd.Series([np.nan] * n, index=index, dtype=col["dtype"] if col["dtype"] != "object" else object)
-        elif kind == "constant":
-            out[name] = pd.Series([col["value"]] * n, index=index).astype(col["dtype"])
-        elif kind == "discrete":
-            out[name] = _restore_discrete(synthetic[name], col)
-        else:
-            flag = col.get("missing_flag")
-            out[name] = _restore_continuous(synthetic[name], col, synthetic[flag] if flag else None)
-    return pd.DataFrame(out, index=index)[[c["name"] for c in plan["columns"]]]
+    return {
+        c["name"]: original_id_record(frame[c["name"]].dropna(), c["numeric"])
+        for c in plan["columns"]
+        if c["kind"] == "identifier"
+    }

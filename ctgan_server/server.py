@@ -112,8 +112,9 @@ class Server:
         filename: str,
         sha256: str,
         epochs: int,
-        discrete: list[str] | None = None,
+        overrides: dict[str, list[str]] | None = None,
         text_columns: list[str] | None = None,
+        seed: int | None = None,
     ) -> dict[str, Any]:
         from .fitting import run_fit
 
@@ -126,19 +127,30 @@ class Server:
             sha256,
             _base(filename),
             epochs,
-            list(discrete or []),
+            _overrides(overrides),
             self.send,
             [str(c) for c in text_columns or []],
+            seed,
         )
 
-    def do_sample(self, model: str, rows: int) -> dict[str, Any]:
+    def do_sample(self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
         from .sampling import run_sample
 
-        return run_sample(self.storage, self.settings, model, rows, self.send)
+        return run_sample(self.storage, self.settings, model, rows, self.send, conditions, seed)
 
     def do_download(self, name: str) -> dict[str, Any]:
         path = self.storage.dataset_path(name)
         return {"name": path.name, "path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _overrides(given: Any) -> dict[str, list[str]]:
+    from .schema import OVERRIDES
+
+    if given is None:
+        return {}
+    if not isinstance(given, dict) or set(given) - set(OVERRIDES):
+        raise UsageError(f"overrides must map some of {', '.join(OVERRIDES)} to column names")
+    return {option: [str(c) for c in names] for option, names in given.items()}
 
 
 def _base(filename: Any) -> str:

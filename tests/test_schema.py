@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctgan_server.errors import BadDataError
-from ctgan_server.schema import build_plan, read_uploaded_csv, restore, training_frame
+from ctgan_server.errors import BadDataError, UsageError
+from ctgan_server.schema import build_plan, read_uploaded_csv
+from ctgan_server.transform import Restorer, training_frame
 
 
 def _read(text: bytes, **kw):
@@ -58,9 +59,11 @@ def test_plan_kinds():
         "age": "continuous", "weight": "continuous", "kids": "continuous", "smoker": "discrete",
         "city": "discrete", "year": "discrete", "empty": "empty", "const": "constant",
     }
-    assert {c["name"]: c["kind"] for c in build_plan(_messy(), discrete=["age"])["columns"]}["age"] == "discrete"
-    with pytest.raises(BadDataError, match="no such column: nope"):
-        build_plan(_messy(), discrete=["nope"])
+    assert {c["name"]: c["kind"] for c in build_plan(_messy(), {"discrete": ["age"]})["columns"]}["age"] == "discrete"
+    with pytest.raises(UsageError, match="--discrete names no such column: nope"):
+        build_plan(_messy(), {"discrete": ["nope"]})
+    with pytest.raises(UsageError, match="both --discrete and --id"):
+        build_plan(_messy(), {"discrete": ["age"], "id": ["age"]})
 
 
 def test_training_frame_has_no_nan_in_continuous_columns():
@@ -72,12 +75,16 @@ def test_training_frame_has_no_nan_in_continuous_columns():
     assert "empty" not in train and "const" not in train
 
 
-def test_restore_rounds_clips_and_brings_back_gaps_and_dtypes():
+def _restore(fake: pd.DataFrame, plan: dict, seed: int = 0) -> pd.DataFrame:
+    return Restorer(plan, {}, np.random.default_rng(seed))(fake)
+
+
+def test_restore_rounds_keeps_ranges_and_brings_back_dtypes():
     frame = _messy()
     plan = build_plan(frame)
     fake = pd.DataFrame(
         {
-            "age": [2.6, 19.4, 200.0, 30.6],  # rounded, not truncated; clipped to the range
+            "age": [2.6, 19.4, 200.0, 30.6],  # rounded, not truncated; out-of-range values redrawn
             "weight": [70.04, 10.0, 71.26, 72.0],
             "weight__missing": ["no", "no", "yes", "no"],
             "kids": [1.6, 2.2, 3.0, 40.0],
@@ -87,16 +94,16 @@ def test_restore_rounds_clips_and_brings_back_gaps_and_dtypes():
             "year": ["2019", "2020", "2020", "2019"],
         }
     )
-    out = restore(fake, plan)
+    out = _restore(fake, plan)
     assert list(out.columns) == list(frame.columns)
-    low, high = frame["age"].min(), frame["age"].max()
-    assert (low, high) == (20, 59)
-    assert list(out["age"]) == [low, low, high, 31] and out["age"].dtype == "int64"
-    assert out["weight"].iloc[0] == 70.0 and np.isnan(out["weight"].iloc[2])
-    assert out["weight"].iloc[1] == frame["weight"].min()
-    assert out["kids"].iloc[0] == 2.0 and np.isnan(out["kids"].iloc[1])
+    assert (frame["age"].min(), frame["age"].max()) == (20, 59)
+    assert out["age"].dtype == "int64" and out["age"].iloc[3] == 31
+    # 2.6, 19.4 and 200 are outside 20..59: they take the in-range value, not the bounds
+    assert list(out["age"]) == [31, 31, 31, 31]
+    assert out["weight"].dropna().between(frame["weight"].min(), frame["weight"].max()).all()
+    assert out["weight"].iloc[0] == 70.0
+    assert out["kids"].iloc[0] == 2.0 and out["kids"].iloc[2] == 3.0
     assert out["smoker"].tolist() == [True, False, True, False]
-    assert out["city"].isna().tolist() == [False, True, False, False]
     assert out["empty"].isna().all() and (out["const"] == "same").all()
     # and the dtypes survive a trip through CSV, as a user reads the file
     buffer = io.StringIO()
@@ -106,8 +113,35 @@ def test_restore_rounds_clips_and_brings_back_gaps_and_dtypes():
     assert list(pd.read_csv(io.StringIO(buffer.getvalue())).dtypes) == list(pd.read_csv(io.StringIO(frame_csv.getvalue())).dtypes)
 
 
+def test_missing_values_come_back_at_the_original_rate():
+    """CTGAN over-generates the rare "missing" category; the restorer brings each rate back."""
+    frame = _messy()
+    plan = build_plan(frame)
+    rates = {c["name"]: c["null_rate"] for c in plan["columns"]}
+    n = 2000
+    rng = np.random.default_rng(1)
+    fake = pd.DataFrame(
+        {
+            "age": rng.integers(20, 60, n).astype(float),
+            "weight": rng.normal(70, 5, n),
+            "weight__missing": np.where(rng.random(n) < 0.6, "yes", "no"),  # far too many gaps
+            "kids": rng.integers(0, 30, n).astype(float),
+            "kids__missing": "no",  # far too few
+            "smoker": "True",
+            "city": np.where(rng.random(n) < 0.7, "<missing>", "a"),
+            "year": "2019",
+        }
+    )
+    out = _restore(fake, plan)
+    for name in ("weight", "kids", "city"):
+        assert rates[name] > 0.05
+        assert abs(out[name].isna().mean() - rates[name]) < 0.01, name
+    # cleared gaps in a text column are filled with real categories, never the token
+    assert set(out["city"].dropna()) <= {"a", "b"}
+
+
 def test_nothing_to_learn_is_refused():
-    with pytest.raises(BadDataError, match="nothing to learn"):
+    with pytest.raises(BadDataError, match="nothing to fit"):
         build_plan(pd.DataFrame({"a": [1, 1, 1], "b": [np.nan] * 3}))
 
 
