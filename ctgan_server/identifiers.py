@@ -14,10 +14,11 @@ file beside the network, never in the JSON that listing reads.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import string
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ MIN_VALUES = 20
 MAX_ID_LENGTH = 64
 MAX_SHAPES = 20  # the most common ID lengths kept; rarer lengths are left out
 MAX_ATTEMPTS = 50
+ENUMERATE_LIMIT = 2_000_000  # patterns this small are listed in full once random draws stall
 
 _CLASSES = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
 _HEX_LOWER = string.digits + "abcdef"
@@ -80,21 +82,16 @@ def learn_text_shapes(observed: pd.Series) -> list[dict[str, Any]]:
     return shapes
 
 
-def id_hashes(values: Iterable[str], key: bytes) -> np.ndarray:
-    return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8, key=key).digest(), "little") for v in values),
-        dtype=np.uint64,
-    )
+def _hash_one(value: Any, numeric: bool, key: bytes) -> int:
+    text = str(int(value)) if numeric else str(value)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8, key=key).digest(), "little")
 
 
 def original_id_record(observed: pd.Series, numeric: bool) -> dict[str, Any]:
     """What the model file keeps about the original IDs: a key and their keyed hashes."""
     key = os.urandom(16)
-    return {"key": key, "hashes": np.unique(id_hashes(_as_text(observed, numeric), key))}
-
-
-def _as_text(values: Iterable[Any], numeric: bool) -> list[str]:
-    return [str(int(v)) for v in values] if numeric else [str(v) for v in values]
+    hashes = np.fromiter((_hash_one(v, numeric, key) for v in observed), dtype=np.uint64)
+    return {"key": key, "hashes": np.unique(hashes)}
 
 
 class IdentifierMaker:
@@ -114,18 +111,49 @@ class IdentifierMaker:
             if need == 0:
                 return made
             # Draw extra so that rejects rarely cost another round.
-            candidates = self._draw(need * 2 + 8)
-            hashes = id_hashes(_as_text(candidates, self.col["numeric"]), self.key).tolist()
-            for value, digest in zip(candidates, hashes):
-                if digest in self.originals or value in self.used:
-                    continue
-                self.used.add(value)
-                made.append(value)
-                if len(made) == n:
-                    break
+            got = self._keep_new(self._draw(need * 2 + 8), need)
+            made += got
+            if len(got) < need / 100:
+                break  # the pattern is nearly used up: random draws find little
+        if len(made) < n:
+            made += self._keep_new(self._enumerate(), n - len(made))
         if len(made) < n:
             made += self._reuse(n - len(made))
         return made
+
+    def _keep_new(self, candidates: Iterable[Any], limit: int) -> list[Any]:
+        """Up to ``limit`` candidates that are neither original nor already made, marked as used."""
+        kept: list[Any] = []
+        numeric = self.col["numeric"]
+        for value in candidates:
+            if len(kept) == limit:
+                break
+            if value in self.used or _hash_one(value, numeric, self.key) in self.originals:
+                continue
+            self.used.add(value)
+            kept.append(value)
+        return kept
+
+    def _enumerate(self) -> Iterator[Any]:
+        """Every value of a small pattern, in random order: random draws miss the last few free ones."""
+        col = self.col
+        if col["numeric"]:
+            low, high = int(col["min"]), int(col["max"])
+            if high - low < ENUMERATE_LIMIT:
+                yield from (low + int(i) for i in self.rng.permutation(high - low + 1))
+            return
+        for shape in col["shapes"]:
+            positions = shape["positions"]
+            sizes = [len(p) for p in positions]
+            capacity = math.prod(sizes)
+            if capacity > ENUMERATE_LIMIT:
+                continue
+            for index in self.rng.permutation(capacity):
+                chars, rest = [], int(index)
+                for options, size in zip(reversed(positions), reversed(sizes)):
+                    rest, digit = divmod(rest, size)
+                    chars.append(options[digit])
+                yield "".join(reversed(chars))
 
     def _draw(self, n: int) -> list[Any]:
         col = self.col
@@ -133,22 +161,27 @@ class IdentifierMaker:
             return self.rng.integers(int(col["min"]), int(col["max"]), size=n, endpoint=True).tolist()
         shapes = col["shapes"]
         weights = np.array([s["weight"] for s in shapes], dtype=float)
-        picks = self.rng.choice(len(shapes), size=n, p=weights / weights.sum())
-        out = []
-        for index in picks:
-            positions = shapes[index]["positions"]
-            out.append("".join(p[self.rng.integers(len(p))] if len(p) > 1 else p for p in positions))
+        counts = self.rng.multinomial(n, weights / weights.sum())
+        out: list[str] = []
+        for shape, m in zip(shapes, counts):
+            positions = shape["positions"]
+            if m == 0 or not positions:
+                continue
+            # One column of characters per position, then each row read as one string.
+            grid = np.stack([np.array(list(p))[self.rng.integers(len(p), size=m)] for p in positions], axis=1)
+            out += np.ascontiguousarray(grid).view(f"<U{len(positions)}").ravel().tolist()
+        self.rng.shuffle(out)  # rows must not come grouped by ID length
         return out
 
     def _reuse(self, n: int) -> list[Any]:
         """Numeric IDs in a range with no unused values left: stay unique and in range, as the plan warned."""
         col = self.col
-        if not col["numeric"]:
+        if not col["numeric"] or col["max"] - col["min"] >= ENUMERATE_LIMIT:
             raise BadDataError(
                 f"cannot make {n} more unique values for identifier column {col['name']!r}: its pattern has no "
                 "unused values left; sample fewer rows, or fit with --discrete or --ignore for that column"
             )
-        free = [v for v in range(int(col["min"]), int(col["max"]) + 1) if v not in self.used][: n]
+        free = [v for v in range(int(col["min"]), int(col["max"]) + 1) if v not in self.used][:n]
         if len(free) < n:
             raise BadDataError(
                 f"identifier column {col['name']!r} ranges over {col['min']:.0f}..{col['max']:.0f}, which holds "
