@@ -68,13 +68,14 @@ def _match_category(value: str, col: dict[str, Any]) -> str:
     categories = col.get("categories", [])
     if value in categories:
         return value
-    try:  # "3.0" asks for the same category as "3"
-        number = float(value)
+    folded = [c for c in categories if c.casefold() == value.casefold()]
+    if len(folded) == 1:  # "true" for a bool column's "True"
+        return folded[0]
+    number = _as_float(value)
+    if number is not None:  # "3.0" asks for the same category as "3"
         for category in categories:
             if _as_float(category) == number:
                 return category
-    except ValueError:
-        pass
     shown = ", ".join(categories[:10]) + (", ..." if len(categories) > 10 else "")
     raise UsageError(f"--condition {col['name']}={value}: no such value in the training data (values: {shown})")
 
