@@ -32,6 +32,8 @@ MIN_VALUES = 20
 MAX_ID_LENGTH = 64
 MAX_SHAPES = 20  # the most common ID lengths kept; rarer lengths are left out
 MAX_ATTEMPTS = 50
+NARROW_MIN_VALUES = 50  # examples needed before a position keeps only the characters seen there
+ROOM_FACTOR = 10  # a pattern should allow at least ten times as many IDs as it was learned from
 ENUMERATE_LIMIT = 2_000_000  # patterns this small are listed in full once random draws stall
 
 _CLASSES = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
@@ -49,10 +51,8 @@ def looks_like_identifier(observed: pd.Series) -> bool:
     return float(text.str.contains(r"\d", regex=True).mean()) >= 0.9
 
 
-def _allowed(chars: set[str]) -> str:
-    """The characters one position may take, widened from those seen to their whole class."""
-    if len(chars) == 1:
-        return next(iter(chars))
+def _widened(chars: set[str]) -> str:
+    """The whole character class(es) that the seen characters belong to."""
     if chars <= set(_HEX_LOWER) and chars & set("abcdef") and chars & set(string.digits):
         return _HEX_LOWER
     if chars <= set(_HEX_UPPER) and chars & set("ABCDEF") and chars & set(string.digits):
@@ -62,24 +62,43 @@ def _allowed(chars: set[str]) -> str:
     return widened + others
 
 
+def _shape(same: pd.Series, length: int) -> list[str]:
+    """What each position of IDs of one length may hold.
+
+    With enough examples, a position that only ever shows a few characters
+    keeps exactly those (a UUID's version "4", its variant "89ab"); with few
+    examples it is widened to the whole class.  Then, while the pattern leaves
+    too little room for new IDs ("PT-000001".."PT-000400" with three constant
+    zeros), narrowed digit positions are widened from the right.
+    """
+    seen = [set(same.str[i]) for i in range(length)]
+    positions = []
+    narrowed = []
+    for i, chars in enumerate(seen):
+        wide = _widened(chars)
+        if len(chars) == 1 and not chars <= set(string.digits):
+            positions.append(next(iter(chars)))  # a literal: "PT-", separators
+        elif len(same) >= NARROW_MIN_VALUES and len(chars) <= len(wide) // 2:
+            positions.append("".join(sorted(chars)))
+            narrowed.append(i)
+        else:
+            positions.append(wide)
+    room = ROOM_FACTOR * len(same)
+    for i in reversed(narrowed):
+        if math.prod(len(p) for p in positions) >= room:
+            break
+        positions[i] = _widened(seen[i])
+    return positions
+
+
 def learn_text_shapes(observed: pd.Series) -> list[dict[str, Any]]:
     """Per ID length, what each position may hold and how often that length occurs."""
     text = observed.astype(str)
     lengths = Counter(text.str.len())
-    shapes = []
-    for length, count in lengths.most_common(MAX_SHAPES):
-        same = text[text.str.len() == length]
-        positions = []
-        for i in range(length):
-            seen = set(same.str[i])
-            # Digits always vary: a digit that happens to be constant in the
-            # sample ("ID10".."ID19") would otherwise leave no room for new IDs.
-            if seen <= set(string.digits):
-                positions.append(string.digits)
-            else:
-                positions.append(_allowed(seen))
-        shapes.append({"positions": positions, "weight": count})
-    return shapes
+    return [
+        {"positions": _shape(text[text.str.len() == length], length), "weight": count}
+        for length, count in lengths.most_common(MAX_SHAPES)
+    ]
 
 
 def _hash_one(value: Any, numeric: bool, key: bytes) -> int:

@@ -121,3 +121,12 @@ def test_identifier_columns_come_back_fresh_through_the_restorer():
     out = restore(pd.DataFrame({"v": np.arange(40.0)}))
     assert out["pid"].is_unique and not set(out["pid"]) & set(frame["pid"])
     assert out["pid"].str.fullmatch(r"P\d{5}").all()
+
+
+def test_many_examples_keep_fixed_characters_but_leave_room_for_new_ids():
+    uuids = pd.Series([f"{i:08x}-0000-4{i % 997:03x}-{'89ab'[i % 4]}000-000000000000" for i in range(0, 40000, 100)])
+    positions = learn_text_shapes(uuids)[0]["positions"]
+    assert positions[14] == "4" and positions[19] == "89ab"  # version and variant survive
+    padded = learn_text_shapes(pd.Series([f"PT-{i:06d}" for i in range(1, 401)]))[0]["positions"]
+    assert padded[:5] == ["P", "T", "-", "0", "0"]  # two of the three constant zeros kept
+    assert all(p == "0123456789" for p in padded[5:])  # room for ten times the 400 originals
