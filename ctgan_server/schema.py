@@ -156,7 +156,17 @@ def _continuous(col: dict[str, Any], observed: pd.Series) -> None:
     values = values.astype(float)
     if not np.isfinite(values).all():
         raise BadDataError(f"column {col['name']!r} holds infinite values; replace them or leave those cells empty")
-    col.update(kind="continuous", min=float(values.min()), max=float(values.max()), decimals=_decimals(values))
+    low, high = float(values.min()), float(values.max())
+    col.update(
+        kind="continuous",
+        min=low,
+        max=high,
+        decimals=_decimals(values),
+        # Shares of values sitting exactly on a bound: a zero-heavy column
+        # (debts, assets) has a spike there that generation must keep.
+        at_min=round(float((values == low).mean()), 6),
+        at_max=round(float((values == high).mean()), 6),
+    )
 
 
 def category_text(values: pd.Series) -> pd.Series:
