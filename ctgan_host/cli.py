@@ -115,6 +115,7 @@ def _resolve_csv(name: str, folder: Path) -> Path:
 @click.option("--id", "ids", multiple=True, metavar="COL", help="treat COL as record IDs: fresh ones are generated (repeatable)")
 @click.option("--ignore", multiple=True, metavar="COL", help="do not learn COL; it comes back empty (repeatable)")
 @click.option("--seed", type=SEED, help="make the fit repeatable on CPU")
+@click.option("--detach", is_flag=True, help="start the fit as a job and return at once (with --json: {\"job\": ID})")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @pass_app
@@ -128,12 +129,15 @@ def fit(
     ids: tuple[str, ...],
     ignore: tuple[str, ...],
     seed: int | None,
+    detach: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
     """Upload CSV, fit CTGAN on the server, and store the model there.
 
-    The server shows its column plan first; the kind options override it.
+    The fit runs as a job on the server and survives a dropped connection;
+    fit follows it (Ctrl-C detaches, it does not cancel).  The server shows
+    its column plan first; the kind options override it.
     """
     interactive = ui.stdin_is_terminal()
     folder = app.config.original_data
@@ -155,15 +159,74 @@ def fit(
             raise click.Abort()
     client = app.connect(user, password)
     ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
-    with ui.FitProgress() as progress:
-        model = client.fit(
-            path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore,
-            seed=seed, on_event=progress.on_event,
-        )
+    job = client.start_fit(
+        path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed
+    )
+    if detach:
+        if as_json:
+            ui.print_json({"job": job})
+        else:
+            ui.out.print(f"Started job [bold]{job}[/bold]; follow it with: python -m ctgan_host jobs follow {job}")
+        return
+    model = _follow(client, job)["model"]
     if as_json:
         ui.print_json({"model": model})
     else:
         ui.out.print(f"Model saved on the server as [bold]{model}[/bold]")
+
+
+def _follow(client: Client, job: str) -> dict[str, Any]:
+    try:
+        with ui.FitProgress() as progress:
+            return client.follow(job, on_event=progress.on_event)
+    except KeyboardInterrupt:
+        raise Detached(job) from None
+
+
+class Detached(Exception):
+    """Ctrl-C while following: the job runs on, the command ends."""
+
+    def __init__(self, job: str):
+        super().__init__(job)
+        self.job = job
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@click.pass_context
+def jobs(ctx: click.Context, as_json: bool) -> None:
+    """List your fit jobs; `jobs follow|cancel|logs ID` act on one."""
+    if ctx.invoked_subcommand is None:
+        found = ctx.find_object(App).login().jobs()
+        ui.print_json(found) if as_json else ui.out.print(ui.jobs_table(found))
+
+
+@jobs.command("follow")
+@click.argument("job")
+@pass_app
+def jobs_follow(app: App, job: str) -> None:
+    """Show a job's live progress until it ends (exit 0 only when DONE)."""
+    result = _follow(app.login(), job)
+    ui.out.print(f"Job {job} is DONE; model [bold]{result['model']}[/bold]")
+
+
+@jobs.command("cancel")
+@click.argument("job")
+@pass_app
+def jobs_cancel(app: App, job: str) -> None:
+    """Stop a QUEUED or RUNNING job; no model is kept."""
+    with ui.status(f"Canceling {job}..."):
+        result = app.login().cancel(job)
+    ui.out.print(f"Job {job} is {result['state']}")
+
+
+@jobs.command("logs")
+@click.argument("job")
+@pass_app
+def jobs_logs(app: App, job: str) -> None:
+    """Print a job's log: its events, then its process's output."""
+    for line in app.login().job_logs(job):
+        print(line)
 
 
 @cli.command()
@@ -260,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         print("Aborted.", file=sys.stderr)
         return 1
+    except Detached as exc:
+        print(
+            f"Detached; job {exc.job} keeps running on the server. Reattach with: python -m ctgan_host jobs follow {exc.job}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         # Usage errors get one line, like every other error, not click's usage block.
         print(f"Error: {exc.format_message()}", file=sys.stderr)

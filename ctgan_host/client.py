@@ -161,8 +161,30 @@ class Client:
 
         ``discrete``, ``continuous``, ``datetime``, ``ids`` and ``ignore`` name
         columns whose kind the server would otherwise guess; ``seed`` makes the
-        fit repeatable on CPU.
+        fit repeatable on CPU.  The fit runs as a job on the server and this
+        call follows it; ``start_fit`` returns the job id at once instead.
         """
+        job = self.start_fit(
+            data, epochs, discrete, name, on_upload,
+            continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
+        )
+        return self.follow(job, on_event)["model"]
+
+    def start_fit(
+        self,
+        data: "pd.DataFrame | str | os.PathLike",
+        epochs: int = DEFAULT_EPOCHS,
+        discrete: Iterable[str] = (),
+        name: str | None = None,
+        on_upload: Progress | None = None,
+        *,
+        continuous: Iterable[str] = (),
+        datetime: Iterable[str] = (),
+        ids: Iterable[str] = (),
+        ignore: Iterable[str] = (),
+        seed: int | None = None,
+    ) -> str:
+        """Upload and start the fit as a job on the server; returns the job id without waiting."""
         whole_number(epochs, "epochs", MAX_EPOCHS)
         if seed is not None:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
@@ -172,12 +194,12 @@ class Client:
             if names
         }
         if isinstance(data, (str, os.PathLike)):
-            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_event, on_upload)
+            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)
             text_columns = [str(c) for c in data.columns if data[c].dtype == object]
-            return self._fit_file(path, epochs, overrides, seed, name, on_event, on_upload, text_columns)
+            return self._fit_file(path, epochs, overrides, seed, name, on_upload, text_columns)
 
     def _fit_file(
         self,
@@ -186,7 +208,6 @@ class Client:
         overrides: dict[str, list[str]],
         seed: int | None,
         name: str | None,
-        on_event: OnEvent | None,
         on_upload: Progress | None,
         text_columns: list[str] = (),
     ) -> str:
@@ -194,7 +215,6 @@ class Client:
         sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
         result = self.session.call(
             "fit",
-            on_event=on_event,
             token=staged["token"],
             filename=f"{name}.csv" if name else path.name,
             sha256=sha256,
@@ -203,7 +223,29 @@ class Client:
             text_columns=list(text_columns),
             seed=seed,
         )
-        return result["model"]
+        return result["job"]
+
+    # -- jobs ------------------------------------------------------------------
+    def follow(self, job: str, on_event: OnEvent | None = None) -> dict[str, Any]:
+        """Stream a job's events until it ends; returns the DONE job, raises its error otherwise.
+
+        Interrupting this (Ctrl-C) only stops watching: the job runs on.
+        """
+        from ctgan_server.jobs import DONE, job_error
+
+        result = self.session.call("follow", on_event=on_event, job=job)
+        if result["state"] != DONE:
+            raise job_error(result)
+        return result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.session.call("jobs")
+
+    def cancel(self, job: str) -> dict[str, Any]:
+        return self.session.call("cancel", job=job)
+
+    def job_logs(self, job: str) -> list[str]:
+        return self.session.call("job_logs", job=job)
 
     # -- sample and download -----------------------------------------------------
     def sample_to_file(

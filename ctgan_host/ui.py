@@ -60,6 +60,21 @@ def datasets_table(datasets: list[dict[str, Any]]) -> Table:
     return table
 
 
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="Jobs", title_justify="left")
+    for col in ("id", "state", "dataset", "epoch", "created (UTC)", "model or error"):
+        table.add_column(col)
+    colours = {"DONE": "green", "FAILED": "red", "CANCELED": "yellow", "RUNNING": "cyan", "QUEUED": "blue"}
+    for j in jobs:
+        detail = j.get("model") or (j.get("error") or {}).get("message") or ""
+        state = j.get("state") or "?"
+        table.add_row(
+            j["id"], f"[{colours.get(state, 'white')}]{state}[/]", str(j.get("dataset") or ""),
+            f"{j.get('epoch') or 0}/{j.get('epochs') or '?'}", str(j.get("created") or ""), detail,
+        )
+    return table
+
+
 def plan_table(columns: list[dict[str, Any]], rows: int) -> Table:
     table = Table(title=f"Data integrity check ({rows} rows)", title_justify="left")
     for col in ("column", "dtype", "kind", "nulls", "distinct", "reason"):
@@ -102,8 +117,12 @@ class FitProgress:
             err.print(plan_table(event["columns"], event["rows"]))
             for warning in event.get("warnings", []):
                 err.print(f"[yellow]Warning:[/yellow] {warning}")
-        elif kind == "stage":
+        elif kind == "stage" and event.get("stage") == "training":
             note(f"Training on {event.get('device', '?')}...")
+        elif kind == "state":
+            state = event["state"]
+            if state == "QUEUED":
+                note("Queued on the server; waiting for a free slot...")
         elif kind == "epoch":
             losses = f"loss G {_loss(event['loss_g'])}  D {_loss(event['loss_d'])}"
             if self.progress is not None:

@@ -1,4 +1,4 @@
-"""Entry point: `python -m ctgan_server serve` or `python -m ctgan_server users ...`."""
+"""Entry point: `python -m ctgan_server serve`, `... users ...`, or `... job USER ID` (started by serve)."""
 
 import os
 import sys
@@ -21,6 +21,11 @@ def main(argv=None) -> int:
         from .settings import load_settings
 
         return serve(load_settings, out, sys.stdin.buffer)
+    if argv[:1] == ["job"] and len(argv) == 3:
+        from .jobs import run_job
+        from .settings import load_settings
+
+        return run_job(load_settings(), argv[1], argv[2])
     from .admin import main as admin_main
 
     return admin_main(argv)

@@ -100,6 +100,12 @@ class InternalError(CtganError):
     exit_code = 11
 
 
+class CanceledError(CtganError):
+    """The job was canceled."""
+
+    exit_code = 12
+
+
 def _all_classes(base: type[CtganError]) -> dict[str, type[CtganError]]:
     found = {base.__name__: base}
     for sub in base.__subclasses__():

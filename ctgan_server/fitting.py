@@ -91,7 +91,13 @@ def run_fit(
     emit: Emit,
     text_columns: list[str] = (),
     seed: int | None = None,
+    wait_turn: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
+    """Load (and delete) the upload, plan it, then train and store the model.
+
+    ``wait_turn`` runs between loading and training: a queued job already
+    holds its data in memory, so nothing of the original waits on disk.
+    """
     gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
     require_ctgan()
     whole_number(epochs, "epochs", MAX_EPOCHS)
@@ -108,6 +114,8 @@ def run_fit(
     train, discrete_columns = training_frame(frame, plan, seed)
     id_records = identifier_records(frame, plan)
     del frame
+    if wait_turn is not None:
+        wait_turn()
 
     import torch  # noqa: F401  (heavy: imported only once the data is known good)
     from ctgan import CTGAN
@@ -132,6 +140,8 @@ def run_fit(
     ]
     stem = dataset_stem(filename)
     reservation = storage.reserve_model(stem, started)
+    # Named before writing, so that whoever finds this job dead can remove the half-written file.
+    emit({"event": "stage", "stage": "saving", "model": reservation.name})
     try:
         buffer = io.BytesIO()
         model.set_device(torch.device("cpu"))  # stored models load anywhere

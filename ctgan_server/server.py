@@ -17,17 +17,20 @@ from typing import Any, BinaryIO, Callable
 
 from . import __version__
 from .auth import CredentialStore
-from .errors import AuthError, CtganError, InternalError, UsageError, VersionMismatchError
-from .protocol import PROTOCOL_VERSION, decode, encode, error_reply, reply
+from .errors import AuthError, CtganError, InternalError, NotFoundError, UsageError, VersionMismatchError
+from .protocol import MAX_EPOCHS, MAX_SEED, PROTOCOL_VERSION, decode, encode, error_reply, reply, whole_number
 from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
-from .storage import UserStorage, sha256_file
+from .storage import UserStorage, dataset_stem, sha256_file
 
 log = logging.getLogger("ctgan_server")
 
 
 class Server:
-    METHODS = ("hello", "login", "models", "datasets", "upload", "fit", "sample", "download")
+    METHODS = (
+        "hello", "login", "models", "datasets", "upload", "fit", "sample", "download",
+        "jobs", "follow", "cancel", "job_logs",
+    )
 
     def __init__(self, settings: Settings, out: BinaryIO):
         self.settings = settings
@@ -86,6 +89,9 @@ class Server:
         name = CredentialStore(self.settings.credentials_file).authenticate(user, password)
         self.storage = UserStorage(self.settings.data_dir, name)
         self.storage.sweep_leftovers()
+        from .jobs import JobStore
+
+        self.jobs = JobStore(self.settings.data_dir, name)
         return {"user": name}
 
     def do_models(self) -> list[dict[str, Any]]:
@@ -116,22 +122,47 @@ class Server:
         text_columns: list[str] | None = None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        from .fitting import run_fit
+        """Start the fit as a detached job; the job loads and deletes the upload itself."""
+        from .jobs import start
 
+        require_ctgan()
+        whole_number(epochs, "epochs", MAX_EPOCHS)
+        if seed is not None:
+            whole_number(seed, "seed", MAX_SEED, minimum=0)
         staged = self.storage.staged_path(token)
-        self.unclaimed_uploads.discard(staged)  # run_fit deletes it, whatever happens
-        return run_fit(
-            self.storage,
-            self.settings,
-            staged,
-            sha256,
-            _base(filename),
-            epochs,
-            _overrides(overrides),
-            self.send,
-            [str(c) for c in text_columns or []],
-            seed,
-        )
+        if not staged.exists():
+            raise NotFoundError("the uploaded file is gone from the staging folder; upload again")
+        filename = _base(filename)
+        request = {
+            "token": token,
+            "filename": filename,
+            "sha256": str(sha256),
+            "epochs": epochs,
+            "overrides": _overrides(overrides),
+            "text_columns": [str(c) for c in text_columns or []],
+            "seed": seed,
+        }
+        job_id = start(self.settings, self.jobs, request, dataset_stem(filename))
+        self.unclaimed_uploads.discard(staged)  # the job owns it now, and deletes it on loading
+        return {"job": job_id}
+
+    def do_jobs(self) -> list[dict[str, Any]]:
+        return self.jobs.list()
+
+    def do_follow(self, job: str) -> dict[str, Any]:
+        from .jobs import follow
+
+        return follow(self.jobs, self.jobs.check_id(job), self.send)
+
+    def do_cancel(self, job: str) -> dict[str, Any]:
+        from .jobs import cancel
+
+        return cancel(self.jobs, self.jobs.check_id(job))
+
+    def do_job_logs(self, job: str) -> list[str]:
+        from .jobs import iter_logs
+
+        return list(iter_logs(self.jobs, self.jobs.check_id(job)))
 
     def do_sample(self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
         from .sampling import run_sample

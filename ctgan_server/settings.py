@@ -15,7 +15,8 @@ class Settings:
     server_dir: Path
     data_dir: Path
     device: str = "auto"  # "auto" picks CUDA when torch sees one
-    torch_threads: int = 0  # 0 leaves torch's own default
+    torch_threads: int = 0  # 0 leaves torch's own default, per job
+    max_running_jobs: int = 1  # fits beyond this wait as QUEUED, first in, first out
 
     @property
     def credentials_file(self) -> Path:
@@ -47,4 +48,9 @@ def load_settings(root: Path | None = None) -> Settings:
     threads = section.get("torch_threads", 0)
     if not isinstance(threads, int) or threads < 0:
         raise ConfigError(f"{config_file}: [service] torch_threads must be a whole number >= 0")
-    return Settings(server_dir=root, data_dir=data_dir.resolve(), device=device, torch_threads=threads)
+    running = section.get("max_running_jobs", 1)
+    if not isinstance(running, int) or isinstance(running, bool) or running < 1:
+        raise ConfigError(f"{config_file}: [service] max_running_jobs must be a whole number >= 1")
+    return Settings(
+        server_dir=root, data_dir=data_dir.resolve(), device=device, torch_threads=threads, max_running_jobs=running
+    )

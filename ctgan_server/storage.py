@@ -65,10 +65,10 @@ def iso_utc(when: float) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _make_private_dir(path: Path) -> Path:
+def make_private_dir(path: Path) -> Path:
     # mkdir(parents=True) gives parents the umask's mode; make each level 0700.
     if not path.is_dir():
-        _make_private_dir(path.parent)
+        make_private_dir(path.parent)
         path.mkdir(mode=0o700, exist_ok=True)
     return path
 
@@ -161,15 +161,15 @@ class UserStorage:
 
     @property
     def models_dir(self) -> Path:
-        return _make_private_dir(self.data_root / MODEL_DIR / self.user)
+        return make_private_dir(self.data_root / MODEL_DIR / self.user)
 
     @property
     def synthetic_dir(self) -> Path:
-        return _make_private_dir(self.data_root / SYNTHETIC_DIR / self.user)
+        return make_private_dir(self.data_root / SYNTHETIC_DIR / self.user)
 
     @property
     def staging_dir(self) -> Path:
-        return _make_private_dir(self.data_root / STAGING_DIR / self.user)
+        return make_private_dir(self.data_root / STAGING_DIR / self.user)
 
     # -- listing ---------------------------------------------------------
     def _entries(self, folder: Path, suffix: str) -> list[dict[str, Any]]:

@@ -1,0 +1,413 @@
+"""Fits as jobs: detached processes with an event log, a FIFO queue and cancellation.
+
+A job is one process, started by `serve` in a new session with its stdio on
+files, so neither a closed SSH channel nor a Ctrl-C reaches it.  Everything
+about it is in ``jobs/<user>/<id>.jsonl``: one JSON event per line, appended
+by the job (and by whoever finds it dead or cancels it).  Its state is the
+last ``state`` event.  No daemon exists: the queue is a folder of tickets and
+the running slots are ``flock``-ed files, which the kernel frees when a job
+dies however it dies.
+
+A job is alive while a process with its PID and the same start time exists;
+comparing start times guards against the PID having been reused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import CanceledError, CtganError, InternalError, InvalidNameError, NotFoundError, UsageError
+from .settings import Settings
+from .storage import make_private_dir, iso_utc, timestamp
+
+QUEUED, RUNNING, DONE, FAILED, CANCELED = "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELED"
+FINISHED = (DONE, FAILED, CANCELED)
+CANCEL_GRACE_SECONDS = 8  # then SIGKILL: the issue allows 10 s in all
+STARTUP_GRACE_SECONDS = 30  # a job whose process is not recorded yet is young, not dead
+POLL_SECONDS = 0.2
+_JOB_ID = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has finished; its parent just has not reaped it
+        return None
+    return fields[19]
+
+
+def alive(pid: int | None, start: str | None) -> bool:
+    return pid is not None and start is not None and process_start(pid) == start
+
+
+class JobStore:
+    """One user's job files."""
+
+    def __init__(self, data_root: Path, user: str):
+        self.root = data_root / "jobs"
+        self.dir = data_root / "jobs" / user
+        self.user = user
+
+    def ensure(self) -> None:
+        make_private_dir(self.root)
+        make_private_dir(self.dir)
+
+    def new_id(self) -> str:
+        return f"{timestamp(time.time())}-{secrets.token_hex(3)}"
+
+    def check_id(self, job_id: Any) -> str:
+        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+            raise InvalidNameError(f"invalid job id {job_id!r}")
+        if not self.log_path(job_id).exists():
+            raise NotFoundError(f"no job {job_id}; `jobs` lists yours")
+        return job_id
+
+    def log_path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.jsonl"
+
+    def request_path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.request.json"
+
+    def output_path(self, job_id: str) -> Path:
+        """The job process's own stderr: library warnings and tracebacks."""
+        return self.dir / f"{job_id}.stderr"
+
+    def append(self, job_id: str, event: dict[str, Any]) -> None:
+        line = json.dumps({"time": iso_utc(time.time()), **event}, allow_nan=False) + "\n"
+        # One write on an O_APPEND descriptor: lines from the job and from a
+        # canceller never interleave.
+        fd = os.open(self.log_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def read(self, job_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Complete lines from ``offset`` on, and the offset after them."""
+        with open(self.log_path(job_id), "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return events, offset + end
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The job as `jobs` shows it; a job whose process is gone is marked FAILED here."""
+        events, _ = self.read(job_id)
+        job = fold(job_id, events)
+        if job["state"] in (QUEUED, RUNNING) and not self._running(job):
+            reason = "the job's process is gone (killed, or the server restarted)"
+            self.finish_dead(job_id, job, reason)
+            job = fold(job_id, self.read(job_id)[0])
+        return job
+
+    def _running(self, job: dict[str, Any]) -> bool:
+        if job.get("pid") is None:
+            return time.time() - job.get("created_at", 0) < STARTUP_GRACE_SECONDS
+        return alive(job["pid"], job.get("pid_start"))
+
+    def finish_dead(self, job_id: str, job: dict[str, Any], reason: str) -> None:
+        """Record the end of a job that can no longer do it itself, and remove what it left half-written."""
+        from .storage import UserStorage
+
+        storage = UserStorage(self.root.parent, self.user)
+        model = job.get("saving")
+        if model:
+            models = storage.models_dir
+            (models / f".{model}.tmp").unlink(missing_ok=True)
+            if not (models / model).exists():
+                (models / model.replace(".gz", ".json")).unlink(missing_ok=True)
+        request = self.request_path(job_id)
+        try:  # the job died before loading its upload: the staged original goes too
+            token = json.loads(request.read_text())["token"]
+            if re.fullmatch(r"[0-9a-f]{32}", str(token)):
+                for staged in storage.staging_dir.glob(f"{token}*"):
+                    staged.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError):
+            pass
+        request.unlink(missing_ok=True)
+        if job.get("cancel_requested"):
+            self.append(job_id, {"event": "state", "state": CANCELED})
+        else:
+            self.append(job_id, {"event": "state", "state": FAILED, "error": {"type": "InternalError", "message": reason}})
+
+    def list(self) -> list[dict[str, Any]]:
+        if not self.dir.is_dir():
+            return []
+        jobs = [self.status(path.name[: -len(".jsonl")]) for path in sorted(self.dir.glob("*.jsonl"))]
+        return [public(job) for job in jobs]
+
+
+def fold(job_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A job's current picture from its events."""
+    job: dict[str, Any] = {"id": job_id, "state": None, "epoch": 0, "model": None, "error": None}
+    for event in events:
+        kind = event.get("event")
+        if kind == "state":
+            job["state"] = event["state"]
+            for key in ("dataset", "epochs", "created", "created_at", "model", "error", "pid", "pid_start"):
+                if key in event:
+                    job[key] = event[key]
+        elif kind == "process":
+            job["pid"], job["pid_start"] = event["pid"], event["pid_start"]
+        elif kind == "epoch":
+            job["epoch"] = event["epoch"]
+        elif kind == "stage" and event.get("stage") == "saving":
+            job["saving"] = event["model"]
+        elif kind == "cancel":
+            job["cancel_requested"] = True
+    return job
+
+
+PUBLIC_KEYS = ("id", "state", "dataset", "epochs", "epoch", "created", "model", "error")
+
+
+def public(job: dict[str, Any]) -> dict[str, Any]:
+    return {key: job.get(key) for key in PUBLIC_KEYS}
+
+
+# -- starting a job (in `serve`) --------------------------------------------------
+
+def start(settings: Settings, store: JobStore, request: dict[str, Any], dataset: str) -> str:
+    """Write the request, record the job as QUEUED and start its process; returns the job id."""
+    store.ensure()
+    job_id = store.new_id()
+    now = time.time()
+    fd = os.open(store.request_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(request, fh)
+    store.append(
+        job_id,
+        {"event": "state", "state": QUEUED, "dataset": dataset, "epochs": request["epochs"], "created": iso_utc(now), "created_at": now},
+    )
+    env = {**os.environ, "CTGAN_SERVER_DIR": str(settings.server_dir)}
+    with open(store.output_path(job_id), "ab") as output:
+        os.chmod(store.output_path(job_id), 0o600)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ctgan_server", "job", store.user, job_id],
+                cwd=settings.server_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,  # its own session and process group: no SIGHUP or SIGINT from ours
+                close_fds=True,
+            )
+        except OSError as exc:
+            store.request_path(job_id).unlink(missing_ok=True)
+            store.append(job_id, {"event": "state", "state": FAILED, "error": {"type": "InternalError", "message": f"could not start the job: {exc}"}})
+            raise InternalError(f"could not start the job process: {exc}") from exc
+    start_time = process_start(proc.pid)
+    if start_time is not None:
+        store.append(job_id, {"event": "process", "pid": proc.pid, "pid_start": start_time})
+    return job_id
+
+
+def follow(store: JobStore, job_id: str, emit: Any) -> dict[str, Any]:
+    """Pass on the job's events as they are written, until it finishes; returns its final picture."""
+    offset = 0
+    last_check = 0.0
+    while True:
+        events, offset = store.read(job_id, offset)
+        for event in events:
+            if event.get("event") not in ("process", "cancel"):
+                emit({k: v for k, v in event.items() if k not in ("pid", "pid_start", "created_at")})
+        job = fold(job_id, store.read(job_id)[0]) if events else None
+        if job is not None and job["state"] in FINISHED:
+            return public(job)
+        if time.monotonic() - last_check > 2:
+            last_check = time.monotonic()
+            if store.status(job_id)["state"] in FINISHED:
+                continue  # the status check just recorded its end: pass that event on
+        time.sleep(POLL_SECONDS)
+
+
+def cancel(store: JobStore, job_id: str) -> dict[str, Any]:
+    """Stop a QUEUED or RUNNING job and its workers; waits until it is recorded as CANCELED."""
+    job = store.status(job_id)
+    if job["state"] in FINISHED:
+        raise UsageError(f"job {job_id} is already {job['state']}")
+    store.append(job_id, {"event": "cancel"})
+    full = fold(job_id, store.read(job_id)[0])
+    pid, start_time = full.get("pid"), full.get("pid_start")
+    if alive(pid, start_time):
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+        while time.monotonic() < deadline and alive(pid, start_time):
+            time.sleep(POLL_SECONDS)
+        if alive(pid, start_time):
+            _signal_group(pid, signal.SIGKILL)
+            time.sleep(POLL_SECONDS)
+    full = fold(job_id, store.read(job_id)[0])
+    if full["state"] not in FINISHED:
+        store.finish_dead(job_id, full, "canceled")
+    return public(fold(job_id, store.read(job_id)[0]))
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    # The job leads its own process group, so joblib's worker processes get it too.
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+# -- the queue ----------------------------------------------------------------------
+
+class Queue:
+    """First in, first out, across all users, with at most ``slots`` jobs running."""
+
+    def __init__(self, data_root: Path, slots: int):
+        self.tickets = data_root / "jobs" / ".queue"
+        self.slot_dir = data_root / "jobs" / ".slots"
+        self.slots = slots
+        self.held: int | None = None
+        for folder in (data_root / "jobs", self.tickets, self.slot_dir):
+            make_private_dir(folder)
+
+    def take_ticket(self, created_at: float, user: str, job_id: str) -> Path:
+        ticket = self.tickets / f"{int(created_at * 1e6):020d}-{user}-{job_id}"
+        ticket.write_text(json.dumps({"pid": os.getpid(), "pid_start": process_start(os.getpid())}))
+        return ticket
+
+    def wait(self, ticket: Path) -> None:
+        """Block until this ticket is first in line and a slot is free; the slot is held until exit."""
+        while True:
+            if self._first_in_line(ticket):
+                for n in range(self.slots):
+                    fh = open(self.slot_dir / f"{n}.lock", "a")
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        fh.close()
+                        continue
+                    self._slot = fh  # kept open: the lock lasts as long as this process
+                    self.held = n
+                    ticket.unlink(missing_ok=True)
+                    return
+            time.sleep(POLL_SECONDS)
+
+    def _first_in_line(self, ticket: Path) -> bool:
+        for other in sorted(self.tickets.iterdir()):
+            if other.name >= ticket.name:
+                return True
+            try:
+                owner = json.loads(other.read_text())
+            except (OSError, ValueError):
+                continue  # being written right now: count it next time
+            if alive(owner.get("pid"), owner.get("pid_start")):
+                return False
+            other.unlink(missing_ok=True)  # a dead job's ticket
+        return True
+
+
+# -- the job process ----------------------------------------------------------------
+
+class _Canceled(BaseException):
+    """Raised by SIGTERM inside the job; a BaseException so no `except Exception` swallows it."""
+
+
+def _raise_canceled(signum: int, _frame: Any) -> None:
+    raise _Canceled()
+
+
+def run_job(settings: Settings, user: str, job_id: str) -> int:
+    """The body of `python -m ctgan_server job USER ID`."""
+    from .fitting import run_fit
+    from .storage import UserStorage
+
+    store = JobStore(settings.data_dir, user)
+    signal.signal(signal.SIGTERM, _raise_canceled)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def emit(event: dict[str, Any]) -> None:
+        store.append(job_id, event)
+
+    try:
+        request = json.loads(store.request_path(job_id).read_text())
+        store.request_path(job_id).unlink(missing_ok=True)
+        if fold(job_id, store.read(job_id)[0]).get("pid") is None:
+            emit({"event": "process", "pid": os.getpid(), "pid_start": process_start(os.getpid())})
+        storage = UserStorage(settings.data_dir, user)
+        queue = Queue(settings.data_dir, settings.max_running_jobs)
+        created_at = fold(job_id, store.read(job_id)[0]).get("created_at", time.time())
+        ticket = queue.take_ticket(created_at, user, job_id)
+
+        def wait_turn() -> None:
+            try:
+                queue.wait(ticket)
+            finally:
+                ticket.unlink(missing_ok=True)
+            emit({"event": "state", "state": RUNNING})
+
+        result = run_fit(
+            storage,
+            settings,
+            storage.staged_path(request["token"]),
+            request["sha256"],
+            request["filename"],
+            request["epochs"],
+            request["overrides"],
+            emit,
+            request["text_columns"],
+            request["seed"],
+            wait_turn=wait_turn,
+        )
+    except _Canceled:
+        emit({"event": "state", "state": CANCELED})
+        return 1
+    except CtganError as exc:
+        emit({"event": "state", "state": FAILED, "error": {"type": type(exc).__name__, "message": exc.message}})
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001  recorded for `jobs`, traceback in the job's stderr file
+        import traceback
+
+        traceback.print_exc()
+        emit({"event": "state", "state": FAILED, "error": {"type": "InternalError", "message": f"unexpected {type(exc).__name__}: {exc}"}})
+        return 11
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    emit({"event": "state", "state": DONE, "model": result["model"]})
+    return 0
+
+
+def job_error(job: dict[str, Any]) -> CtganError:
+    """The error a failed or canceled job ends a `follow` with, of the job's own type."""
+    from .errors import from_wire
+
+    if job["state"] == CANCELED:
+        return CanceledError(f"job {job['id']} was canceled")
+    error = job.get("error") or {}
+    return from_wire(error.get("type", "CtganError"), error.get("message", f"job {job['id']} failed"))
+
+
+def iter_logs(store: JobStore, job_id: str) -> Iterator[str]:
+    """The job's log as lines of text: its events, then its process's own output."""
+    events, _ = store.read(job_id)
+    for event in events:
+        yield json.dumps(event)
+    output = store.output_path(job_id)
+    if output.exists():
+        text = output.read_text(errors="replace")
+        if text.strip():
+            yield "--- job process output ---"
+            yield from text.rstrip("\n").splitlines()
