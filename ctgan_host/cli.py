@@ -229,22 +229,79 @@ def jobs_logs(app: App, job: str) -> None:
         print(line)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """List your models on the server; `models delete NAME` removes one."""
+    if ctx.invoked_subcommand is None:
+        found = ctx.find_object(App).login().models()
+        ui.print_json(found) if as_json else ui.out.print(ui.models_table(found))
+
+
+@models.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @pass_app
-def models(app: App, as_json: bool) -> None:
-    """List your models on the server."""
-    found = app.login().models()
-    ui.print_json(found) if as_json else ui.out.print(ui.models_table(found))
+def models_delete(app: App, name: str, yes: bool) -> None:
+    """Delete one of your models (and its metadata) from the server."""
+    client = app.login()
+    _confirm_delete(f"model {name}", yes)
+    client.delete_model(name)
+    ui.out.print(f"Deleted model {name}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+@click.pass_context
+def datasets(ctx: click.Context, as_json: bool) -> None:
+    """List your synthetic datasets on the server; `datasets delete NAME` removes one."""
+    if ctx.invoked_subcommand is None:
+        found = ctx.find_object(App).login().datasets()
+        ui.print_json(found) if as_json else ui.out.print(ui.datasets_table(found))
+
+
+@datasets.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@pass_app
+def datasets_delete(app: App, name: str, yes: bool) -> None:
+    """Delete one of your synthetic datasets from the server."""
+    client = app.login()
+    _confirm_delete(f"dataset {name}", yes)
+    client.delete_dataset(name)
+    ui.out.print(f"Deleted dataset {name}")
+
+
+def _confirm_delete(what: str, yes: bool) -> None:
+    if yes:
+        return
+    if not ui.stdin_is_terminal():
+        raise UsageError(f"deleting {what} needs --yes when stdin is not a terminal")
+    if not ui.confirm(f"Delete {what} from the server? This cannot be undone"):
+        raise click.Abort()
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 @pass_app
-def datasets(app: App, as_json: bool) -> None:
-    """List your synthetic datasets on the server."""
-    found = app.login().datasets()
-    ui.print_json(found) if as_json else ui.out.print(ui.datasets_table(found))
+def passwd(app: App) -> None:
+    """Change your own password on the server: the current one, then the new one twice.
+
+    Without a terminal, give the current password as usual (--password-stdin
+    or CTGAN_PASSWORD), then the new one on the next two lines of stdin.
+    """
+    user, old = app.credentials()
+    if ui.stdin_is_terminal():
+        new = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat the new password", err=True)
+    else:
+        new, again = sys.stdin.readline().rstrip("\r\n"), sys.stdin.readline().rstrip("\r\n")
+        if not new:
+            raise UsageError("no new password on stdin (expected it twice, one per line, after the current one)")
+        if new != again:
+            raise UsageError("the two new passwords differ")
+    client = app.connect(user, old)
+    client.change_password(old, new)
+    ui.out.print(f"Password changed for {user}")
 
 
 def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]], table: Callable, prompt: str, what: str) -> str:

@@ -141,6 +141,16 @@ class Client:
     def datasets(self) -> list[dict[str, Any]]:
         return self.session.call("datasets")
 
+    def delete_model(self, name: str) -> None:
+        self.session.call("delete_model", name=name)
+
+    def delete_dataset(self, name: str) -> None:
+        self.session.call("delete_dataset", name=name)
+
+    def change_password(self, old: str, new: str) -> None:
+        """Change the logged-in user's own password on the server."""
+        self.session.call("passwd", old=old, new=new)
+
     # -- fit -----------------------------------------------------------------
     def fit(
         self,

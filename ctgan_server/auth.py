@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 from .errors import AuthError, BadDataError, ConfigError, InvalidNameError, NotFoundError
 from .storage import atomic_write_text
@@ -107,7 +110,22 @@ class CredentialStore:
     def names(self) -> list[str]:
         return sorted(self.load())
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise read-modify-write: two users changing passwords at once must not undo each other."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def add(self, name: str, password: str) -> None:
+        with self._locked():
+            self._add(name, password)
+
+    def _add(self, name: str, password: str) -> None:
         users = self.load()
         if check_username(name) in users:
             raise BadDataError(f"user {name!r} already exists; use `users passwd {name}` to change the password")
@@ -115,6 +133,17 @@ class CredentialStore:
         self.save(users)
 
     def set_password(self, name: str, password: str) -> None:
+        with self._locked():
+            self._set_password(name, password)
+
+    def change_password(self, name: str, old: str, new: str) -> None:
+        """A user's own change: the old password first, as at login."""
+        check_new_password(new)
+        with self._locked():
+            self.authenticate(name, old)
+            self._set_password(name, new)
+
+    def _set_password(self, name: str, password: str) -> None:
         users = self.load()
         if check_username(name) not in users:
             raise NotFoundError(f"no user {name!r}")
@@ -122,6 +151,10 @@ class CredentialStore:
         self.save(users)
 
     def remove(self, name: str) -> None:
+        with self._locked():
+            self._remove(name)
+
+    def _remove(self, name: str) -> None:
         users = self.load()
         if check_username(name) not in users:
             raise NotFoundError(f"no user {name!r}")

@@ -29,7 +29,7 @@ log = logging.getLogger("ctgan_server")
 class Server:
     METHODS = (
         "hello", "login", "models", "datasets", "upload", "fit", "sample", "download",
-        "jobs", "follow", "cancel", "job_logs",
+        "jobs", "follow", "cancel", "job_logs", "delete_model", "delete_dataset", "passwd",
     )
 
     def __init__(self, settings: Settings, out: BinaryIO):
@@ -93,6 +93,18 @@ class Server:
 
         self.jobs = JobStore(self.settings.data_dir, name)
         return {"user": name}
+
+    def do_passwd(self, old: str, new: str) -> dict[str, Any]:
+        CredentialStore(self.settings.credentials_file).change_password(self.storage.user, old, new)
+        return {"user": self.storage.user}
+
+    def do_delete_model(self, name: str) -> dict[str, Any]:
+        self.storage.delete_model(name)
+        return {"deleted": name}
+
+    def do_delete_dataset(self, name: str) -> dict[str, Any]:
+        self.storage.delete_dataset(name)
+        return {"deleted": name}
 
     def do_models(self) -> list[dict[str, Any]]:
         return self.storage.list_models()

@@ -228,6 +228,14 @@ class UserStorage:
             raise NotFoundError(f"no synthetic dataset named {name!r}; `datasets` lists yours")
         return path
 
+    def delete_model(self, name: str) -> None:
+        """The model first, then its JSON: a model file never exists without its metadata."""
+        self.model_path(name).unlink()
+        self.meta_path(name).unlink(missing_ok=True)
+
+    def delete_dataset(self, name: str) -> None:
+        self.dataset_path(name).unlink()
+
     # -- staging ----------------------------------------------------------
     def new_staging_path(self) -> Path:
         return self.staging_dir / f"{uuid.uuid4().hex}{STAGED_SUFFIX}"
