@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, as_user, run_cli
+from ctgan_server.jobs import JobStore, process_start
 
 LONG = "100000"  # epochs: a job that runs until it is stopped
 
@@ -100,7 +101,9 @@ def wide_csv(tmp_path: Path) -> Path:
     return path
 
 
-def test_killing_the_client_mid_fit_leaves_the_job_running(local_config, tiny_csv, server_dir):
+@pytest.mark.parametrize("transport", ["local", "ssh"])
+def test_killing_the_client_mid_fit_leaves_the_job_running(request, transport, tiny_csv, server_dir):
+    local_config = request.getfixturevalue("local_config" if transport == "local" else "ssh_config")
     opts, stdin = as_user("alice")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(local_config.parent / "home")}
     client = subprocess.Popen(
@@ -216,3 +219,53 @@ def test_jobs_over_ssh_detach_follow_and_cancel(ssh_config, tiny_csv, server_dir
     assert canceled.code == 0 and "CANCELED" in canceled.out
     states = {j: s["state"] for j, s in _jobs(ssh_config).items()}
     assert states == {job: "DONE", long_job: "CANCELED"}
+
+
+def _fake_job(server_dir: Path, events: list[dict]) -> tuple[JobStore, str]:
+    store = JobStore(server_dir, "alice")
+    store.ensure()
+    job = store.new_id()
+    for event in events:
+        store.append(job, event)
+    return store, job
+
+
+def test_a_reused_pid_does_not_keep_a_dead_job_running(server_dir):
+    # our own PID is alive, but with another start time it is some other process
+    store, job = _fake_job(
+        server_dir,
+        [
+            {"event": "state", "state": "QUEUED", "dataset": "x", "epochs": 5, "created_at": time.time()},
+            {"event": "process", "pid": os.getpid(), "pid_start": "1"},
+            {"event": "state", "state": "RUNNING"},
+        ],
+    )
+    assert store.status(job)["state"] == "FAILED"
+    alive_store, alive_job = _fake_job(
+        server_dir,
+        [
+            {"event": "state", "state": "QUEUED", "created_at": time.time()},
+            {"event": "process", "pid": os.getpid(), "pid_start": process_start(os.getpid())},
+        ],
+    )
+    assert alive_store.status(alive_job)["state"] == "QUEUED"
+
+
+def test_a_job_killed_while_saving_leaves_no_half_written_model(server_dir):
+    models = server_dir / "model_database" / "alice"
+    models.mkdir(parents=True)
+    (models / ".x_20261125t000000_model.gz.tmp").write_bytes(b"half")
+    (models / "x_20261125t000000_model.json").write_text("{}")
+    staging = server_dir / "original_data" / "alice"
+    staging.mkdir(parents=True)
+    store, job = _fake_job(
+        server_dir,
+        [
+            {"event": "state", "state": "QUEUED", "created_at": time.time() - 100},
+            {"event": "state", "state": "RUNNING"},
+            {"event": "stage", "stage": "saving", "model": "x_20261125t000000_model.gz"},
+        ],
+    )
+    listed = store.list()
+    assert [j["state"] for j in listed] == ["FAILED"]
+    assert list(models.iterdir()) == []
