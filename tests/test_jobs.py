@@ -269,3 +269,26 @@ def test_a_job_killed_while_saving_leaves_no_half_written_model(server_dir):
     listed = store.list()
     assert [j["state"] for j in listed] == ["FAILED"]
     assert list(models.iterdir()) == []
+
+
+def test_ctrl_c_while_following_detaches_and_says_how_to_reattach(local_config, tiny_csv, server_dir):
+    opts, stdin = as_user("alice")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(local_config.parent / "home")}
+    # A group of its own, like a terminal's foreground job: Ctrl-C reaches the client and its local server alike.
+    client = subprocess.Popen(
+        [sys.executable, "-m", "ctgan_host", "--config", str(local_config), *opts, "fit", str(tiny_csv), "--epochs", LONG],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True,
+    )
+    client.stdin.write(stdin)
+    client.stdin.flush()
+    jobs_dir = server_dir / "jobs" / "alice"
+    job = _wait(lambda: jobs_dir.exists() and [p.stem for p in jobs_dir.glob("*.jsonl")], what="the job")[0]
+    _wait(lambda: _epochs_done(server_dir, "alice", job) >= 2, what="training")
+    os.killpg(client.pid, signal.SIGINT)
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 130
+    assert f"jobs follow {job}" in err.splitlines()[-1] and "Traceback" not in err
+    done = _epochs_done(server_dir, "alice", job)
+    _wait(lambda: _epochs_done(server_dir, "alice", job) > done + 2, what="the job to go on training")
+    assert _jobs(local_config)[job]["state"] == "RUNNING"
+    assert run_cli(local_config, *opts, "jobs", "cancel", job, input=stdin).code == 0
