@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from .errors import CanceledError, CtganError, InternalError, InvalidNameError, NotFoundError, UsageError
 from .settings import Settings
-from .storage import make_private_dir, iso_utc, timestamp
+from .storage import atomic_write_text, iso_utc, make_private_dir, timestamp
 
 QUEUED, RUNNING, DONE, FAILED, CANCELED = "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELED"
 FINISHED = (DONE, FAILED, CANCELED)
@@ -198,8 +198,8 @@ def start(settings: Settings, store: JobStore, request: dict[str, Any], dataset:
         {"event": "state", "state": QUEUED, "dataset": dataset, "epochs": request["epochs"], "created": iso_utc(now), "created_at": now},
     )
     env = {**os.environ, "CTGAN_SERVER_DIR": str(settings.server_dir)}
-    with open(store.output_path(job_id), "ab") as output:
-        os.chmod(store.output_path(job_id), 0o600)
+    output_fd = os.open(store.output_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(output_fd, "ab") as output:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ctgan_server", "job", store.user, job_id],
@@ -280,12 +280,13 @@ class Queue:
         self.slot_dir = data_root / "jobs" / ".slots"
         self.slots = slots
         self.held: int | None = None
+        self._slot: Any = None  # the open, locked slot file
         for folder in (data_root / "jobs", self.tickets, self.slot_dir):
             make_private_dir(folder)
 
     def take_ticket(self, created_at: float, user: str, job_id: str) -> Path:
         ticket = self.tickets / f"{int(created_at * 1e6):020d}-{user}-{job_id}"
-        ticket.write_text(json.dumps({"pid": os.getpid(), "pid_start": process_start(os.getpid())}))
+        atomic_write_text(ticket, json.dumps({"pid": os.getpid(), "pid_start": process_start(os.getpid())}))
         return ticket
 
     def wait(self, ticket: Path) -> None:
@@ -307,12 +308,14 @@ class Queue:
 
     def _first_in_line(self, ticket: Path) -> bool:
         for other in sorted(self.tickets.iterdir()):
+            if other.name.startswith("."):
+                continue  # a ticket still being written
             if other.name >= ticket.name:
                 return True
             try:
                 owner = json.loads(other.read_text())
             except (OSError, ValueError):
-                continue  # being written right now: count it next time
+                continue  # gone since the listing
             if alive(owner.get("pid"), owner.get("pid_start")):
                 return False
             other.unlink(missing_ok=True)  # a dead job's ticket
