@@ -138,6 +138,9 @@ def test_cancel_a_running_job_stops_it_and_its_workers(local_config, wide_csv, s
     assert "CANCELED" in canceled.out
     assert _wait(lambda: not _group_members(pid), timeout=5, what="the job's processes to go")
     assert _no_model_left(server_dir)
+    # nor joblib's shared-memory folders and semaphores, named after the job's PID
+    shm = Path("/dev/shm")
+    assert not [p.name for p in shm.glob(f"joblib_memmapping_folder_{pid}_*")] + [p.name for p in shm.glob(f"sem.loky-{pid}-*")]
     followed = run_cli(local_config, *opts, "jobs", "follow", job, input=stdin)
     assert followed.code == 12 and "was canceled" in followed.err
     again = run_cli(local_config, *opts, "jobs", "cancel", job, input=stdin)
