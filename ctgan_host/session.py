@@ -17,6 +17,7 @@ class Session:
         self.connection = connection
         self.ids = itertools.count(1)
         self.server_info: dict[str, Any] = {}
+        self.broken = False
 
     def _server_gone(self) -> CtganError:
         tail = self.connection.stderr.text()
@@ -31,11 +32,30 @@ class Session:
         return ConnectError(f"the {where} closed the connection" + (f": {last}" if last else ""))
 
     def call(self, method: str, on_event: OnEvent | None = None, **params: Any) -> Any:
+        if self.broken:
+            raise ConnectError("this session was interrupted mid-call and is closed; connect and log in again")
         msg_id = next(self.ids)
         try:
             self.connection.send(encode(request(msg_id, method, params)))
         except (OSError, EOFError) as exc:
             raise self._server_gone() from exc
+        try:
+            return self._await_reply(msg_id, on_event)
+        except CtganError as exc:
+            if not getattr(exc, "from_server", False):
+                self._break()
+            raise
+        except BaseException:
+            # Ctrl-C, or an on_event callback that raised: the server is still
+            # answering this call, so the stream is out of step for good.
+            self._break()
+            raise
+
+    def _break(self) -> None:
+        self.broken = True
+        self.connection.close()
+
+    def _await_reply(self, msg_id: int, on_event: OnEvent | None) -> Any:
         while True:
             try:
                 line = self.connection.readline()
@@ -61,7 +81,9 @@ class Session:
                 raise ProtocolError(f"reply to request {message.get('id')!r} while waiting for {msg_id}")
             if "error" in message:
                 err = message["error"]
-                raise from_wire(err.get("type", ""), err.get("message", "server error"))
+                error = from_wire(err.get("type", ""), err.get("message", "server error"))
+                error.from_server = True  # a whole reply: the session is still in step
+                raise error
             return message.get("result")
 
     def hello(self) -> dict[str, Any]:
@@ -72,4 +94,5 @@ class Session:
         self.call("login", user=user, password=password)
 
     def close(self) -> None:
-        self.connection.close()
+        if not self.broken:
+            self.connection.close()

@@ -105,17 +105,24 @@ class JobStore:
             fh.seek(offset)
             data = fh.read()
         end = data.rfind(b"\n") + 1
-        events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        events = []
+        for line in data[:end].splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a full disk must not block every later read
         return events, offset + end
 
     def status(self, job_id: str) -> dict[str, Any]:
         """The job as `jobs` shows it; a job whose process is gone is marked FAILED here."""
-        events, _ = self.read(job_id)
-        job = fold(job_id, events)
+        job = fold(job_id, self.read(job_id)[0])
         if job["state"] in (QUEUED, RUNNING) and not self._running(job):
-            reason = "the job's process is gone (killed, or the server restarted)"
-            self.finish_dead(job_id, job, reason)
+            # Read again now that the process is known to be gone: it may have
+            # written its last state and exited between the first read and the check.
             job = fold(job_id, self.read(job_id)[0])
+            if job["state"] in (QUEUED, RUNNING):
+                self.finish_dead(job_id, job, "the job's process is gone (killed, or the server restarted)")
+                job = fold(job_id, self.read(job_id)[0])
         return job
 
     def _running(self, job: dict[str, Any]) -> bool:
@@ -329,6 +336,8 @@ class _Canceled(BaseException):
 
 
 def _raise_canceled(signum: int, _frame: Any) -> None:
+    # Once is enough: a second cancel must not interrupt the clean-up of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Canceled()
 
 
@@ -343,14 +352,20 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def emit(event: dict[str, Any]) -> None:
+        if event.get("stage") == "saving":
+            # From here the model is being published: a cancel now would leave
+            # it half-kept, so SIGTERM waits until DONE is recorded (the
+            # canceller's SIGKILL still ends a save that hangs).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         store.append(job_id, event)
 
+    request: dict[str, Any] = {}
+    ticket: Path | None = None
+    storage = UserStorage(settings.data_dir, user)
     try:
         request = json.loads(store.request_path(job_id).read_text())
-        store.request_path(job_id).unlink(missing_ok=True)
         if fold(job_id, store.read(job_id)[0]).get("pid") is None:
             emit({"event": "process", "pid": os.getpid(), "pid_start": process_start(os.getpid())})
-        storage = UserStorage(settings.data_dir, user)
         queue = Queue(settings.data_dir, settings.max_running_jobs)
         created_at = fold(job_id, store.read(job_id)[0]).get("created_at", time.time())
         ticket = queue.take_ticket(created_at, user, job_id)
@@ -388,7 +403,12 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
         emit({"event": "state", "state": FAILED, "error": {"type": "InternalError", "message": f"unexpected {type(exc).__name__}: {exc}"}})
         return 11
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # Whatever happened, neither the confidential upload nor a queue ticket outlives the job.
+        if "token" in request:
+            storage.staged_path(request["token"]).unlink(missing_ok=True)
+        store.request_path(job_id).unlink(missing_ok=True)
+        if ticket is not None:
+            ticket.unlink(missing_ok=True)
     emit({"event": "state", "state": DONE, "model": result["model"]})
     return 0
 

@@ -79,7 +79,7 @@ def run_sample(
                 text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
                 done = 0
                 for chunk in _chunks(model, rows, wanted):
-                    restore(chunk).to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
+                    restore.for_csv(restore(chunk)).to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
                     done += len(chunk)
                     emit({"event": "sample", "rows": done, "total": rows})
                 text.flush()

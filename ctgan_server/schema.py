@@ -79,6 +79,8 @@ def read_uploaded_csv(gz_bytes: bytes, filename: str, text_columns: list[str] | 
 def detect_delimiter(text: str, filename: str) -> str:
     """Comma, unless the header has no comma and another separator splits every line evenly."""
     lines = [line for line in text.splitlines()[:50] if line.strip()]
+    if not lines:
+        raise BadDataError(f"{filename} is empty")
     if "," in lines[0]:
         return ","
     for candidate in OTHER_DELIMITERS:
@@ -200,7 +202,8 @@ def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason:
     if numeric:
         if not _whole_numbers(observed):
             raise BadDataError(f"--id {col['name']}: numeric identifiers must be whole numbers")
-        col.update(min=float(observed.min()), max=float(observed.max()))
+        # Whole Python ints: an 18-digit ID must not be rounded through a float.
+        col.update(min=int(observed.min()), max=int(observed.max()))
         free = unused_in_range(col, int(observed.nunique()))
         if free < col["rows"]:
             col["warning"] = (

@@ -132,8 +132,10 @@ class Restorer:
 
         self.plan = plan
         self.rng = rng
-        # A column held to one value by --condition has no gaps to calibrate.
-        self.conditioned = set(conditioned)
+        # With conditions, the rows are a subgroup whose gaps may differ from
+        # the whole table's (income missing for most of the unemployed), so
+        # the overall rates are not imposed on them.
+        self.conditioned = bool(set(conditioned))
         self.ids = {
             c["name"]: IdentifierMaker(c, id_records[c["name"]], rng) for c in plan["columns"] if c["kind"] == "identifier"
         }
@@ -143,8 +145,24 @@ class Restorer:
         out = {col["name"]: self._column(synthetic, col) for col in self.plan["columns"]}
         return pd.DataFrame(out, index=synthetic.index)
 
+    def for_csv(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Whole numbers in float columns (integers with gaps) written as 34, not 34.0.
+
+        Only where the chunk has a gap: a blank keeps pandas reading the column
+        as float64, as it read the original.  Without one, "34" everywhere
+        would read back as int64, so such chunks keep "34.0".
+        """
+        frame = frame.copy()
+        for col in self.plan["columns"]:
+            name = col["name"]
+            values = frame[name]
+            if col["dtype"].startswith("float") and values.isna().any() and values.notna().any():
+                if pd.api.types.is_numeric_dtype(values) and bool((values.dropna() % 1 == 0).all()) and values.abs().max() < 2**53:
+                    frame[name] = values.astype("Int64")
+        return frame
+
     def _missing(self, flagged: np.ndarray, col: dict[str, Any]) -> np.ndarray:
-        if "null_rate" not in col or col["name"] in self.conditioned:  # plans from 0.1.0 have no rates
+        if "null_rate" not in col or self.conditioned:  # plans from 0.1.0 have no rates
             return flagged
         return calibrated_missing(flagged, col["null_rate"], self.rng)
 
@@ -192,7 +210,9 @@ class Restorer:
         values = pd.Series(np.nan, index=index, dtype=object)
         values[~missing] = self.ids[col["name"]].fresh(int((~missing).sum()))
         if col["numeric"]:
-            return values.astype(float).astype(col["dtype"]) if not missing.any() else values.astype(float)
+            # Int64 keeps large IDs exact; with gaps the CSV still reads back as float64, as the original did.
+            ints = values.astype("Int64")
+            return ints.astype(col["dtype"]) if col["dtype"].startswith("int") else ints
         return values
 
 

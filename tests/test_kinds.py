@@ -131,3 +131,24 @@ def test_many_examples_keep_fixed_characters_but_leave_room_for_new_ids():
     padded = learn_text_shapes(pd.Series([f"PT-{i:06d}" for i in range(1, 401)]))[0]["positions"]
     assert padded[:5] == ["P", "T", "-", "0", "0"]  # two of the three constant zeros kept
     assert all(p == "0123456789" for p in padded[5:])  # room for ten times the 400 originals
+
+
+def test_large_numeric_ids_stay_exact():
+    big = 10**17
+    frame = pd.DataFrame({"acct": [big + 7 * i for i in range(40)], "v": np.arange(40.0)})
+    plan = build_plan(frame, {"id": ["acct"]})
+    assert plan["columns"][0]["min"] == big  # an int, not a rounded float
+    out = Restorer(plan, identifier_records(frame, plan), np.random.default_rng(0))(pd.DataFrame({"v": np.arange(200.0)}))
+    assert out["acct"].dtype == "int64" and out["acct"].is_unique
+    assert out["acct"].between(big, big + 7 * 39).all() and not set(out["acct"]) & set(frame["acct"])
+
+
+def test_whole_numbers_with_gaps_are_written_without_point_zero_but_read_back_as_float():
+    import io
+
+    frame = pd.DataFrame({"kids": [1.0, np.nan, 3.0] * 20, "v": np.arange(60.0)})
+    restore = Restorer(build_plan(frame), {}, np.random.default_rng(0))
+    with_gap = restore.for_csv(pd.DataFrame({"kids": [1.0, np.nan], "v": [0.5, 1.5]})).to_csv(index=False)
+    assert with_gap.splitlines()[1:] == ["1,0.5", ",1.5"]
+    without_gap = restore.for_csv(pd.DataFrame({"kids": [1.0, 3.0], "v": [0.5, 1.5]})).to_csv(index=False)
+    assert pd.read_csv(io.StringIO(without_gap))["kids"].dtype == "float64"

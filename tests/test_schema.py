@@ -185,3 +185,8 @@ def test_out_of_range_values_are_redrawn_unless_the_bound_is_a_spike():
     assert plan["columns"][0]["at_min"] == 0.8
     out = Restorer(plan, {}, np.random.default_rng(0))(pd.DataFrame({"debt": [-3.0, -1.0, 5.0], "x": [1.0, 2.0, 3.0]}))
     assert out["debt"].tolist() == [0.0, 0.0, 5.0]
+
+
+def test_a_file_holding_only_a_bom_is_empty():
+    with pytest.raises(BadDataError, match="is empty"):
+        _read(b"\xef\xbb\xbf\r\n")
