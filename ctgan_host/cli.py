@@ -17,7 +17,7 @@ import click
 
 from ctgan_server import __version__
 from ctgan_server.errors import CtganError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED
+from ctgan_server.protocol import MAX_EPOCHS, MAX_HOLDOUT, MAX_ROWS, MAX_SEED
 
 from . import ui
 from .client import DEFAULT_EPOCHS, Client, check_local_csv
@@ -29,6 +29,7 @@ EXIT_INTERRUPTED = 130
 EPOCHS = click.IntRange(min=1, max=MAX_EPOCHS)
 ROWS = click.IntRange(min=1, max=MAX_ROWS)
 SEED = click.IntRange(min=0, max=MAX_SEED)
+HOLDOUT = click.FloatRange(min=0.0, max=MAX_HOLDOUT)
 
 
 class App:
@@ -115,6 +116,7 @@ def _resolve_csv(name: str, folder: Path) -> Path:
 @click.option("--id", "ids", multiple=True, metavar="COL", help="treat COL as record IDs: fresh ones are generated (repeatable)")
 @click.option("--ignore", multiple=True, metavar="COL", help="do not learn COL; it comes back empty (repeatable)")
 @click.option("--seed", type=SEED, help="make the fit repeatable on CPU")
+@click.option("--holdout", type=HOLDOUT, default=0.0, show_default=True, metavar="F", help="share of rows kept out of training, to measure memorisation")
 @click.option("--detach", is_flag=True, help="start the fit as a job and return at once (with --json: {\"job\": ID})")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
@@ -129,6 +131,7 @@ def fit(
     ids: tuple[str, ...],
     ignore: tuple[str, ...],
     seed: int | None,
+    holdout: float,
     detach: bool,
     yes: bool,
     as_json: bool,
@@ -160,7 +163,8 @@ def fit(
     client = app.connect(user, password)
     ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
     job = client.start_fit(
-        path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed
+        path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
+        holdout=holdout,
     )
     if detach:
         if as_json:
@@ -280,6 +284,48 @@ def _confirm_delete(what: str, yes: bool) -> None:
         raise UsageError(f"deleting {what} needs --yes when stdin is not a terminal")
     if not ui.confirm(f"Delete {what} from the server? This cannot be undone"):
         raise click.Abort()
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
+@pass_app
+def report(app: App, model: str | None, as_json: bool, html_file: str | None) -> None:
+    """Show the quality and privacy report the fit stored with MODEL."""
+    client = app.login()
+    model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
+    _show_report(client.report(model), f"Report for {model}", as_json, html_file)
+
+
+@cli.command()
+@click.argument("real", type=click.Path(exists=True, dir_okay=False))
+@click.argument("synthetic", type=click.Path(exists=True, dir_okay=False))
+@click.option("--holdout", "holdout_csv", type=click.Path(exists=True, dir_okay=False), metavar="HOLDOUT.csv", help="rows kept out of training, for the DCR share")
+@click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
+def evaluate(real: str, synthetic: str, holdout_csv: str | None, as_json: bool, html_file: str | None) -> None:
+    """Compare REAL.csv and SYNTH.csv here, on your machine, with the same metrics as the fit report."""
+    from .evaluation import evaluate_files
+
+    with ui.status("Evaluating..."):
+        result = evaluate_files(Path(real), Path(synthetic), Path(holdout_csv) if holdout_csv else None)
+    _show_report(result, f"{Path(synthetic).name} against {Path(real).name}", as_json, html_file)
+
+
+def _show_report(result: dict[str, Any], title: str, as_json: bool, html_file: str | None) -> None:
+    if html_file:
+        from ctgan_server.storage import atomic_write_text
+
+        from .html_report import render_html
+
+        atomic_write_text(Path(html_file), render_html(result, title))
+    if as_json:
+        ui.print_json({key: result.get(key) for key in ui.REPORT_JSON_KEYS})
+    else:
+        ui.print_report(result, title)
+        if html_file:
+            ui.out.print(f"Wrote {html_file}")
 
 
 @cli.command()

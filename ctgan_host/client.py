@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED, whole_number
+from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED, check_holdout, whole_number
 from ctgan_server.storage import SYNTHETIC_SUFFIX, check_file_name, dataset_stem
 
 from .config import Config, ServerConfig, load_config
@@ -166,6 +166,7 @@ class Client:
         ids: Iterable[str] = (),
         ignore: Iterable[str] = (),
         seed: int | None = None,
+        holdout: float = 0.0,
     ) -> str:
         """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name.
 
@@ -176,7 +177,7 @@ class Client:
         """
         job = self.start_fit(
             data, epochs, discrete, name, on_upload,
-            continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
+            continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed, holdout=holdout,
         )
         return self.follow(job, on_event)["model"]
 
@@ -193,8 +194,14 @@ class Client:
         ids: Iterable[str] = (),
         ignore: Iterable[str] = (),
         seed: int | None = None,
+        holdout: float = 0.0,
     ) -> str:
-        """Upload and start the fit as a job on the server; returns the job id without waiting."""
+        """Upload and start the fit as a job on the server; returns the job id without waiting.
+
+        ``holdout`` is the share of rows kept out of training and used only to
+        measure memorisation in the fit's report.
+        """
+        check_holdout(holdout)
         whole_number(epochs, "epochs", MAX_EPOCHS)
         if seed is not None:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
@@ -204,12 +211,12 @@ class Client:
             if names
         }
         if isinstance(data, (str, os.PathLike)):
-            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_upload)
+            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_upload, holdout=holdout)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)
             text_columns = [str(c) for c in data.columns if data[c].dtype == object]
-            return self._fit_file(path, epochs, overrides, seed, name, on_upload, text_columns)
+            return self._fit_file(path, epochs, overrides, seed, name, on_upload, text_columns, holdout)
 
     def _fit_file(
         self,
@@ -220,6 +227,7 @@ class Client:
         name: str | None,
         on_upload: Progress | None,
         text_columns: list[str] = (),
+        holdout: float = 0.0,
     ) -> str:
         staged = self.session.call("upload")
         sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
@@ -232,6 +240,7 @@ class Client:
             overrides=overrides,
             text_columns=list(text_columns),
             seed=seed,
+            holdout=holdout,
         )
         return result["job"]
 
@@ -247,6 +256,10 @@ class Client:
         if result["state"] != DONE:
             raise job_error(result)
         return result
+
+    def report(self, model: str) -> dict[str, Any]:
+        """The quality and privacy report the fit stored with ``model`` (aggregates only)."""
+        return self.session.call("report", model=model)
 
     def jobs(self) -> list[dict[str, Any]]:
         return self.session.call("jobs")

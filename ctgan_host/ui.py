@@ -171,3 +171,62 @@ def comparison_table(original: Any, synthetic: Any) -> Table:
         dtype = str(o.dtype) if str(o.dtype) == str(s.dtype) else f"{o.dtype} / {s.dtype}"
         table.add_row(str(name), dtype, f"{o.isna().mean():.1%} / {s.isna().mean():.1%}", f"{summary(o)} / {summary(s)}")
     return table
+
+
+REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes")
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], width: int = 60) -> str:
+    """A loss curve in one line of block characters, averaged down to ``width`` buckets."""
+    points = [v for v in values if v is not None]
+    if not points:
+        return ""
+    step = max(1, -(-len(points) // width))
+    buckets = [sum(points[i : i + step]) / len(points[i : i + step]) for i in range(0, len(points), step)]
+    low, high = min(buckets), max(buckets)
+    span = (high - low) or 1.0
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, int((b - low) / span * (len(_SPARKS) - 1) + 0.5))] for b in buckets)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_report(report: dict[str, Any], title: str) -> None:
+    q, p = report.get("quality") or {}, report.get("privacy") or {}
+    out.print(f"[bold]{title}[/bold]")
+    out.print(f"[bold]{report.get('verdict', '')}[/bold]")
+    scores = Table(title="Quality (sdmetrics QualityReport)", title_justify="left")
+    scores.add_column("score")
+    scores.add_column("value", justify="right")
+    for label, key in (("overall", "score"), ("column shapes", "column_shapes"), ("column pair trends", "column_pair_trends")):
+        scores.add_row(label, _pct(q.get(key)))
+    out.print(scores)
+    columns = Table(title="Column shapes", title_justify="left")
+    columns.add_column("column")
+    columns.add_column("score", justify="right")
+    for name, value in sorted((q.get("columns") or {}).items(), key=lambda kv: (kv[1] is None, kv[1] or 0)):
+        columns.add_row(name, _pct(value))
+    out.print(columns)
+    privacy = Table(title="Privacy", title_justify="left")
+    privacy.add_column("measure")
+    privacy.add_column("value", justify="right")
+    privacy.add_column("reading")
+    privacy.add_row("exact matches", _pct(p.get("exact_match_rate")), "synthetic rows identical to a training row; want 0%")
+    privacy.add_row("DCR median", _num(p.get("dcr_median")), "distance to the closest training row (0 = a copy)")
+    privacy.add_row("DCR 5th percentile", _num(p.get("dcr_p5")), "the closest 5% of synthetic rows")
+    privacy.add_row("NNDR 10th percentile", _num(p.get("nndr_p10")), "near 0: rows sitting on one real record")
+    privacy.add_row("DCR share", _pct(p.get("dcr_share")), "closer to training than to holdout; 50% = no memorisation")
+    privacy.add_row("DCR baseline protection", _pct(p.get("dcr_baseline_protection")), "sdmetrics, against random data; higher is safer")
+    out.print(privacy)
+    losses = report.get("losses") or []
+    if losses:
+        out.print(f"generator loss      {sparkline([e.get('loss_g') for e in losses])}")
+        out.print(f"discriminator loss  {sparkline([e.get('loss_d') for e in losses])}")
+    for note in report.get("notes") or []:
+        out.print(f"[dim]Note: {note}[/dim]")

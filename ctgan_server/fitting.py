@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .errors import NotFoundError, TransferError
+from .errors import NotFoundError, TransferError, UsageError
 from .protocol import MAX_EPOCHS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
@@ -80,6 +80,63 @@ def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
         ctgan_module.tqdm = original
 
 
+def split_holdout(frame: Any, fraction: float, seed: int | None) -> tuple[Any, Any]:
+    """Rows for training, and a random ``fraction`` held out of it (None when 0)."""
+    if not fraction:
+        return frame, None
+    held = frame.sample(frac=fraction, random_state=seed)
+    if len(held) == 0 or len(held) == len(frame):
+        raise UsageError(f"--holdout {fraction} leaves {len(frame) - len(held)} of {len(frame)} rows for training")
+    return frame.drop(held.index), held
+
+
+def fit_report(model: Any, plan: dict[str, Any], id_records: dict[str, Any], train: Any, holdout: Any, seed: int | None) -> dict[str, Any]:
+    """Quality and privacy, measured while the job still holds the training rows; aggregates only.
+
+    The synthetic table is the training table's size and comes through the
+    same restore as `sample`, so the report judges what users will get.
+    """
+    import numpy as np
+
+    from .report import MAX_ROWS, build
+    from .transform import Restorer
+
+    rows = min(len(train), MAX_ROWS)
+    synthetic = Restorer(plan, id_records, np.random.default_rng(seed))(model.sample(rows))
+    prepare = report_view(plan)
+    return build(prepare(train), prepare(synthetic), prepare(holdout) if holdout is not None else None)
+
+
+def report_view(plan: dict[str, Any]) -> Callable[[Any], Any]:
+    """The columns a stored report may describe, in a form that carries no single record.
+
+    Identifiers and ignored columns are left out (an ID's "distribution" is a
+    list of IDs), dates become numbers (a list of top timestamps would be
+    raw values), and free text keeps only the values the plan kept, with the
+    rare ones grouped as in training.
+    """
+    from .dates import to_seconds
+
+    def view(frame: Any) -> Any:
+        out = {}
+        for col in plan["columns"]:
+            name, kind = col["name"], col["kind"]
+            if kind in ("identifier", "ignored", "empty"):
+                continue
+            values = frame[name]
+            if kind == "datetime":
+                values = to_seconds(values, col["datetime"])
+            elif kind == "high-cardinality text":
+                text = values.astype(str).where(values.notna())
+                values = text.where(text.isin(col["categories"]) | text.isna(), col["other_token"])
+            out[name] = values
+        import pandas as pd
+
+        return pd.DataFrame(out, index=frame.index)
+
+    return view
+
+
 def run_fit(
     storage: UserStorage,
     settings: Settings,
@@ -92,6 +149,7 @@ def run_fit(
     text_columns: list[str] = (),
     seed: int | None = None,
     wait_turn: Callable[[], None] | None = None,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
     """Load (and delete) the upload, plan it, then train and store the model.
 
@@ -111,9 +169,10 @@ def run_fit(
     del gz_bytes
     plan = build_plan(frame, overrides)
     emit({"event": "plan", "rows": len(frame), "columns": plan["columns"], "warnings": plan["warnings"]})
+    # The holdout never reaches training: it is kept in memory only to judge memorisation.
+    frame, held_out = split_holdout(frame, holdout, seed)
     train, discrete_columns = training_frame(frame, plan, seed)
     id_records = identifier_records(frame, plan)
-    del frame
     if wait_turn is not None:
         wait_turn()
 
@@ -129,6 +188,9 @@ def run_fit(
     with epoch_events(model, epochs, emit):
         model.fit(train, discrete_columns)
     seconds = round(time.time() - started, 3)
+    emit({"event": "stage", "stage": "report"})
+    report = fit_report(model, plan, id_records, frame, held_out, seed)
+    del frame, held_out
 
     losses = [
         {
@@ -160,6 +222,7 @@ def run_fit(
             "warnings": plan["warnings"],
             "fit": {
                 "rows": len(train),
+                "holdout": holdout,
                 "epochs": epochs,
                 "seed": seed,
                 "seconds": seconds,
@@ -168,6 +231,7 @@ def run_fit(
                 "losses": losses,
             },
             "versions": {**library_versions(), "ctgan_server": __version__},
+            "report": report,
         }
         # Metadata first: a model file never exists without its JSON.
         storage.write_model_meta(reservation.name, meta)

@@ -389,6 +389,7 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
             request["text_columns"],
             request["seed"],
             wait_turn=wait_turn,
+            holdout=request.get("holdout", 0.0),
         )
     except _Canceled:
         emit({"event": "state", "state": CANCELED})

@@ -54,3 +54,13 @@ def whole_number(value: Any, what: str, maximum: int, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
         raise UsageError(f"{what} must be a whole number from {minimum} to {maximum:,}, not {value!r}")
     return value
+
+
+MAX_HOLDOUT = 0.5  # more than half held out leaves too little to train on
+
+
+def check_holdout(value: Any) -> float:
+    """The share of rows `fit --holdout` keeps out of training: 0 (none) up to MAX_HOLDOUT."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_HOLDOUT:
+        raise UsageError(f"holdout must be a fraction from 0 to {MAX_HOLDOUT}, not {value!r}")
+    return float(value)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable
 from . import __version__
 from .auth import CredentialStore
 from .errors import AuthError, CtganError, InternalError, NotFoundError, UsageError, VersionMismatchError
-from .protocol import MAX_EPOCHS, MAX_SEED, PROTOCOL_VERSION, decode, encode, error_reply, reply, whole_number
+from .protocol import MAX_EPOCHS, MAX_SEED, PROTOCOL_VERSION, check_holdout, decode, encode, error_reply, reply, whole_number
 from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
 from .storage import UserStorage, dataset_stem, sha256_file
@@ -29,7 +29,7 @@ log = logging.getLogger("ctgan_server")
 class Server:
     METHODS = (
         "hello", "login", "models", "datasets", "upload", "fit", "sample", "download",
-        "jobs", "follow", "cancel", "job_logs", "delete_model", "delete_dataset", "passwd",
+        "jobs", "follow", "cancel", "job_logs", "delete_model", "delete_dataset", "passwd", "report",
     )
 
     def __init__(self, settings: Settings, out: BinaryIO):
@@ -106,6 +106,14 @@ class Server:
         self.storage.delete_dataset(name)
         return {"deleted": name}
 
+    def do_report(self, model: str) -> dict[str, Any]:
+        """The report the fit job stored in the model's JSON, with the loss curve."""
+        self.storage.model_path(model)
+        meta = self.storage.read_model_meta(model)
+        if not meta.get("report"):
+            raise NotFoundError(f"model {model} has no report (it was made before reports existed); refit it")
+        return {"model": model, **meta["report"], "losses": meta.get("fit", {}).get("losses", [])}
+
     def do_models(self) -> list[dict[str, Any]]:
         return self.storage.list_models()
 
@@ -133,6 +141,7 @@ class Server:
         overrides: dict[str, list[str]] | None = None,
         text_columns: list[str] | None = None,
         seed: int | None = None,
+        holdout: float = 0.0,
     ) -> dict[str, Any]:
         """Start the fit as a detached job; the job loads and deletes the upload itself."""
         from .jobs import start
@@ -141,6 +150,7 @@ class Server:
         whole_number(epochs, "epochs", MAX_EPOCHS)
         if seed is not None:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
+        holdout = check_holdout(holdout)
         staged = self.storage.staged_path(token)
         if not staged.exists():
             raise NotFoundError("the uploaded file is gone from the staging folder; upload again")
@@ -153,6 +163,7 @@ class Server:
             "overrides": _overrides(overrides),
             "text_columns": [str(c) for c in text_columns or []],
             "seed": seed,
+            "holdout": holdout,
         }
         job_id = start(self.settings, self.jobs, request, dataset_stem(filename))
         self.unclaimed_uploads.discard(staged)  # the job owns it now, and deletes it on loading
