@@ -119,6 +119,8 @@ class FitProgress:
                 err.print(f"[yellow]Warning:[/yellow] {warning}")
         elif kind == "stage" and event.get("stage") == "training":
             note(f"Training on {event.get('device', '?')}...")
+        elif kind == "stage" and event.get("stage") == "report":
+            note("Measuring quality and privacy...")
         elif kind == "state":
             state = event["state"]
             if state == "QUEUED":

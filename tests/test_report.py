@@ -1,0 +1,132 @@
+"""Quality and privacy reports: the metrics themselves, the fit-time report, `report` and `evaluate`."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import as_user, run_cli
+from ctgan_server import report
+
+
+def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 80, n)
+    return pd.DataFrame(
+        {
+            "age": age,
+            "income": (age * 900 + rng.normal(0, 4000, n)).round(2),
+            "city": rng.choice(["Oslo", "Lima", "Pune"], n, p=[0.6, 0.3, 0.1]),
+            "member": rng.random(n) < 0.3,
+        }
+    )
+
+
+def test_quality_matches_sdmetrics_called_directly():
+    real, synthetic = _table(seed=0), _table(seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sdmetrics.reports.single_table import QualityReport
+
+        direct = QualityReport()
+        direct.generate(real, synthetic, report.metadata_for(real), verbose=False)
+    ours = report.quality(real, synthetic)
+    properties = direct.get_properties().set_index("Property")["Score"]
+    assert ours["score"] == pytest.approx(direct.get_score())
+    assert ours["column_shapes"] == pytest.approx(properties["Column Shapes"])
+    assert ours["column_pair_trends"] == pytest.approx(properties["Column Pair Trends"])
+    assert set(ours["columns"]) == set(real.columns)
+
+
+def test_a_copy_is_all_exact_matches_at_distance_zero():
+    real = _table()
+    result = report.build(real, real.sample(frac=1, random_state=3))
+    assert result["privacy"]["exact_match_rate"] == 1.0
+    assert result["privacy"]["dcr_median"] == 0.0 and result["privacy"]["dcr_p5"] == 0.0
+    assert result["quality"]["score"] > 0.99
+
+
+def test_an_independent_random_table_scores_low_and_matches_nothing():
+    real = _table()
+    rng = np.random.default_rng(9)
+    noise = pd.DataFrame(
+        {
+            "age": rng.integers(0, 1000, len(real)),
+            "income": rng.uniform(-1e6, 1e6, len(real)).round(2),
+            "city": rng.choice(["Quito", "Kyiv"], len(real)),
+            "member": rng.random(len(real)) < 0.9,
+        }
+    )
+    result = report.build(real, noise)
+    assert result["quality"]["score"] < 0.5
+    assert result["privacy"]["exact_match_rate"] == 0.0
+    assert result["privacy"]["dcr_median"] > 0.2
+
+
+def test_holdout_gives_the_dcr_share_and_baseline_is_always_there():
+    real = _table(600)
+    train, holdout = real.iloc[:400], real.iloc[400:]
+    memorised = report.build(train, train)  # the worst case: the model copied its training rows
+    assert memorised["privacy"]["dcr_share"] is None and memorised["privacy"]["dcr_baseline_protection"] is not None
+    with_holdout = report.build(train, train, holdout)
+    assert with_holdout["privacy"]["dcr_share"] == pytest.approx(1.0)
+    fresh = report.build(train, _table(400, seed=5), holdout)
+    assert 0.3 < fresh["privacy"]["dcr_share"] < 0.7  # about a coin toss for data that memorised nothing
+    assert "DCR share" in fresh["verdict"]
+
+
+def test_fit_report_is_stored_without_records_and_shown(local_config, server_dir, tmp_path):
+    rng = np.random.default_rng(4)
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "pid": [f"PT-{i:06d}" for i in rng.choice(999_999, n, replace=False)],
+            "seen": pd.to_datetime(rng.integers(1.6e9, 1.7e9, n), unit="s").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "age": rng.integers(18, 90, n),
+            "ward": rng.choice(["A", "B"], n),
+        }
+    )
+    csv = tmp_path / "ward.csv"
+    frame.to_csv(csv, index=False)
+    opts, stdin = as_user("alice")
+    fitted = run_cli(local_config, *opts, "fit", str(csv), "--epochs", "2", "--holdout", "0.25", "--json", input=stdin)
+    assert fitted.code == 0, fitted.err
+    model = json.loads(fitted.out)["model"]
+    stored = json.loads((server_dir / "model_database" / "alice" / model.replace(".gz", ".json")).read_text())
+    text = json.dumps(stored["report"])
+    assert not any(pid in text for pid in frame["pid"]) and not any(ts in text for ts in frame["seen"])
+    assert stored["fit"]["rows"] == 90 and stored["report"]["privacy"]["holdout_rows"] == 30
+
+    shown = run_cli(local_config, *opts, "report", model, "--json", input=stdin)
+    assert shown.code == 0, shown.err
+    data = json.loads(shown.out)
+    assert set(data) == {"quality", "privacy", "verdict", "notes"}
+    for key in ("score", "column_shapes", "column_pair_trends"):
+        assert 0 <= data["quality"][key] <= 1
+    for key in ("exact_match_rate", "dcr_share", "dcr_median", "nndr_p10"):
+        assert data["privacy"][key] is not None
+    table = run_cli(local_config, *opts, "report", model, input=stdin)
+    assert table.code == 0 and data["verdict"] in table.out and "generator loss" in table.out
+
+    bad = run_cli(local_config, *opts, "fit", str(csv), "--epochs", "1", "--holdout", "0.9", input=stdin)
+    assert bad.code == 2 and bad.err.startswith("Error:")
+
+
+def test_evaluate_runs_locally_and_reads_like_the_fit_report(local_config, tmp_path):
+    real = _table(200)
+    real.to_csv(tmp_path / "real.csv", index=False)
+    real.iloc[:100].to_csv(tmp_path / "half.csv", index=False)
+    _table(100, seed=2).to_csv(tmp_path / "holdout.csv", index=False)
+    result = run_cli(
+        local_config, "evaluate", str(tmp_path / "real.csv"), str(tmp_path / "half.csv"), "--holdout", str(tmp_path / "holdout.csv"), "--json",
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["privacy"]["exact_match_rate"] == 1.0 and data["privacy"]["dcr_share"] is not None
+    missing = run_cli(local_config, "evaluate", str(tmp_path / "real.csv"), str(tmp_path / "nope.csv"), cwd=tmp_path)
+    assert missing.code == 2 and missing.err.count("\n") == 1
