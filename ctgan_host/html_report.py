@@ -67,14 +67,12 @@ nav a:hover { text-decoration: underline; }
 .meter { height: 6px; background: var(--line); border-radius: 3px; overflow: hidden; margin-top: 6px; }
 .meter > span { display: block; height: 100%; background: var(--accent); }
 ul.notes { margin: 14px 0 0; padding-left: 20px; color: var(--muted); }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; align-items: start; }
 figure { margin: 0; }
 .plotcard { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; break-inside: avoid; }
 .plotcard header { display: flex; justify-content: space-between; align-items: baseline; gap: 8px; margin-bottom: 6px; }
 .badge { font-size: .78rem; color: var(--muted); white-space: nowrap; }
 .badge b { color: var(--ink); }
-.legend-inline { display: flex; gap: 16px; font-size: .85rem; color: var(--muted); margin: 0 0 10px; }
-.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 5px; vertical-align: -1px; }
 svg.plot { display: block; max-width: 100%; height: auto; }
 svg.plot text { font-size: 11px; fill: #4a5568; }
 svg.plot text.title { font-size: 12px; fill: #2d3748; font-weight: 600; }
@@ -127,7 +125,7 @@ def _pct(value: Any, digits: int = 0) -> str:
         return "n/a"
     text = f"{number * 100:.{digits}f}"
     # "-0%" from a tiny negative rounding error would look like a bug.
-    return ("0" if float(text) == 0 and digits == 0 else text) + "%"
+    return (text.lstrip("-") if float(text) == 0 else text) + "%"
 
 
 def _plain(value: Any) -> str:
@@ -194,7 +192,7 @@ def _tick_formatter(ticks: list[float], step: float, percent: bool = False) -> C
     def fmt(value: float) -> str:
         text = f"{value * factor / scale:.{decimals}f}"
         if float(text) == 0:
-            text = text.lstrip("-")
+            return "0" + ("%" if percent else "")  # not "-0.0" or "0k"
         return text + unit
 
     return fmt
@@ -296,9 +294,12 @@ def _score_cards(quality: dict) -> str:
 
 
 def _privacy_cards(privacy: dict) -> str:
+    share_hint = "closer to training than holdout; ~50% is ideal"
+    if _number(privacy.get("dcr_share")) is None and not _number(privacy.get("holdout_rows")):
+        share_hint = "needs holdout rows kept out of training"  # say why it is missing
     cards = [
         _card("Exact matches", _pct(privacy.get("exact_match_rate"), 1), "synthetic rows copied from training rows"),
-        _card("DCR share", _pct(privacy.get("dcr_share")), "closer to training than holdout; ~50% is ideal"),
+        _card("DCR share", _pct(privacy.get("dcr_share")), share_hint),
         _card("DCR baseline protection", _pct(privacy.get("dcr_baseline_protection")), "higher is better"),
         _card("DCR median", _plain(privacy.get("dcr_median")), "median distance to closest training row"),
         _card("DCR 5th percentile", _plain(privacy.get("dcr_p5")), "the closest 5% of synthetic rows"),
@@ -338,7 +339,7 @@ def _shares(values: Any, length: int) -> list[float] | None:
 
 
 def _numeric_plot(column: dict, name: str) -> str | None:
-    """Overlaid histograms: real as filled bars, synthetic as translucent bars with a step outline."""
+    """Overlaid histograms: real as filled bars, synthetic as a step outline over them."""
     bins = _list(column.get("bins"))
     real = _shares(column.get("real"), len(bins) - 1)
     synthetic = _shares(column.get("synthetic"), len(bins) - 1)
@@ -358,7 +359,8 @@ def _numeric_plot(column: dict, name: str) -> str | None:
     real_h = height(real)
     synth_h = height(synthetic) if synthetic is not None else None
     top_value = max(real_h + (synth_h or []) + [0.0])
-    _, y_hi, y_step = _nice_domain(0.0, top_value or 0.01, 4)
+    # 5% headroom so the tallest bar never touches the frame.
+    _, y_hi, y_step = _nice_domain(0.0, (top_value or 0.01) * 1.05, 4)
     frame = _Frame(400, 240, 52, 12, 26, 40, edges[0], edges[-1], 0.0, y_hi)
     y_fmt = _tick_formatter(_ticks(0.0, y_hi, y_step), y_step, percent=uniform)
     y_ticks = [(t, y_fmt(t)) for t in _ticks(0.0, y_hi, y_step)]
@@ -378,19 +380,15 @@ def _numeric_plot(column: dict, name: str) -> str | None:
     for i, value in enumerate(real_h):
         x0, x1, y = frame.x(edges[i]), frame.x(edges[i + 1]), frame.y(value)
         parts.append(f'<rect x="{_c(x0 + 0.5)}" y="{_c(y)}" width="{_c(max(x1 - x0 - 1, 0.5))}" '
-                     f'height="{_c(base - y)}" fill="{REAL}" fill-opacity="0.55"/>')
+                     f'height="{_c(base - y)}" fill="{REAL}" fill-opacity="0.5"/>')
     if synth_h is not None:
-        for i, value in enumerate(synth_h):
-            x0, x1, y = frame.x(edges[i]), frame.x(edges[i + 1]), frame.y(value)
-            parts.append(f'<rect x="{_c(x0 + 0.5)}" y="{_c(y)}" width="{_c(max(x1 - x0 - 1, 0.5))}" '
-                         f'height="{_c(base - y)}" fill="{SYNTHETIC}" fill-opacity="0.3"/>')
-        # A step outline keeps the synthetic shape readable where it sits inside the real bars.
+        # Synthetic as an outline only: two translucent fills would mix into a muddy third colour.
         path = [f"M{_c(frame.x(edges[0]))} {_c(base)}"]
         for i, value in enumerate(synth_h):
             y = _c(frame.y(value))
             path.append(f"L{_c(frame.x(edges[i]))} {y}L{_c(frame.x(edges[i + 1]))} {y}")
         path.append(f"L{_c(frame.x(edges[-1]))} {_c(base)}")
-        parts.append(f'<path d="{"".join(path)}" fill="none" stroke="{SYNTHETIC}" stroke-width="1.6"/>')
+        parts.append(f'<path d="{"".join(path)}" fill="none" stroke="{SYNTHETIC}" stroke-width="2"/>')
     # Transparent full-height bands carry the exact numbers as native hover tooltips (no script).
     for i in range(len(real)):
         x0, x1 = frame.x(edges[i]), frame.x(edges[i + 1])
@@ -416,7 +414,7 @@ def _categorical_plot(column: dict, name: str) -> str | None:
     synthetic = synthetic[:MAX_CATEGORIES] if synthetic is not None else None
     row = 24 if synthetic is not None else 16
     height = 30 + row * len(categories) + 38 + (14 if hidden else 0)
-    _, x_hi, x_step = _nice_domain(0.0, max(real + (synthetic or []) + [0.0]) or 0.01, 4)
+    _, x_hi, x_step = _nice_domain(0.0, (max(real + (synthetic or []) + [0.0]) or 0.01) * 1.05, 4)
     frame = _Frame(400, height, 118, 14, 30, 38 + (14 if hidden else 0), 0.0, x_hi, 0.0, 1.0)
     fmt = _tick_formatter(_ticks(0.0, x_hi, x_step), x_step, percent=True)
     x_ticks = [(t, fmt(t)) for t in _ticks(0.0, x_hi, x_step)]
@@ -468,15 +466,13 @@ def _distribution_section(plots: dict, quality: dict) -> str:
         else:
             svg = _numeric_plot(column, name)
         score = _number(scores.get(name))
-        badge = f'<span class="badge">{_esc(kind)}{" · score " if score is not None else ""}' \
-                f'{"<b>" + _pct(score) + "</b>" if score is not None else ""}</span>'
+        score_text = f" · score <b>{_pct(score)}</b>" if score is not None else ""
+        badge = f'<span class="badge">{_esc(kind)}{score_text}</span>'
         body = svg if svg is not None else _empty("No plot data for this column.")
         cards.append(f'<figure class="plotcard" id="dist-{index}"><header><h3>{_esc(name)}</h3>{badge}</header>'
                      f"{body}</figure>")
-    legend = (f'<div class="legend-inline"><span><span class="swatch" style="background:{REAL}"></span>real</span>'
-              f'<span><span class="swatch" style="background:{SYNTHETIC}"></span>synthetic</span></div>')
     return ('<h2 id="distributions">Column distributions</h2><p class="lead">Share of rows per bin or category; '
-            'hover a bar for the exact numbers.</p>' + legend + '<div class="grid">' + "".join(cards) + "</div>")
+            'hover a bar for the exact numbers.</p><div class="grid">' + "".join(cards) + "</div>")
 
 
 # ---------------------------------------------------------------- correlations
@@ -499,10 +495,11 @@ def _diverging(value: float) -> str:
 
 def _heatmap(names: list[str], matrix: list[list[float | None]], which: str) -> str:
     n = len(names)
-    cell = max(10.0, min(44.0, 380.0 / n))
+    cell = max(10.0, min(52.0, 360.0 / n))  # two grids side by side fit a laptop screen
     margin = min(130.0, 12 + 6.5 * max(len(_short(s, 16)) for s in names))
-    size = margin + cell * n + 8
-    parts = [_svg_open("heatmap", size, size, f"Correlation matrix, {which} data",
+    # Diagonal column labels lean right past the last cell: leave them room.
+    width, height = margin + cell * n + 0.7 * margin, margin + cell * n + 4
+    parts = [_svg_open("heatmap", width, height, f"Correlation matrix, {which} data",
                        f' data-kind="{_esc(which.lower())}"')]
     for i, name in enumerate(names):
         centre = margin + (i + 0.5) * cell
@@ -519,8 +516,8 @@ def _heatmap(names: list[str], matrix: list[list[float | None]], which: str) -> 
             text = "n/a" if value is None else f"{value:.2f}"
             parts.append(f'<rect x="{_c(x)}" y="{_c(y)}" width="{_c(cell - 1)}" height="{_c(cell - 1)}" fill="{fill}">'
                          f'<title>{_esc(names[i])} \u00d7 {_esc(names[j])}\n{which.lower()} {text}</title></rect>')
-            if show_values and value is not None:
-                ink = "#ffffff" if abs(value) > 0.6 else "#2d3748"
+            if show_values:
+                ink = "#ffffff" if value is not None and abs(value) > 0.6 else "#2d3748"
                 parts.append(f'<text x="{_c(x + cell / 2 - 0.5)}" y="{_c(y + cell / 2 + 3.5)}" text-anchor="middle" '
                              f'style="fill:{ink};font-size:10px">{text}</text>')
     parts.append("</svg>")
@@ -562,12 +559,12 @@ def _largest_gaps(names: list[str], real: list[list[float | None]], synthetic: l
 
 
 def _correlation_section(plots: dict) -> str:
-    corr = plots.get("correlation")
-    if corr is None and "correlation" not in plots:
+    if "correlation" not in plots:
         return ""
-    corr = _dict(corr)
-    names = [str(n) for n in _list(corr.get("columns"))]
+    corr = plots["correlation"]
     title = '<h2 id="correlations">Correlations</h2>'
+    names = [str(n) for n in _list(_dict(corr).get("columns"))]
+    # The metrics code sends null when the table has fewer than two numeric columns.
     if len(names) < 2:
         return title + _empty("Correlations need at least two numeric columns; this table has fewer.")
     real = _matrix(corr.get("real"), len(names))
@@ -612,9 +609,9 @@ def _loss_plot(losses: list[dict]) -> str | None:
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
     y_lo, y_hi, y_step = _nice_domain(min(values), max(values), 5)
-    frame = _Frame(820, 300, 58, 16, 28, 44, x_lo, x_hi, y_lo, y_hi)
+    frame = _Frame(1000, 320, 58, 16, 28, 44, x_lo, x_hi, y_lo, y_hi)
     _, _, x_step = _nice_domain(x_lo, x_hi, 8)
-    x_step = max(x_step, 1.0)  # epochs are whole numbers
+    x_step = float(max(math.ceil(x_step), 1))  # epochs are whole numbers: no tick at 2.5
     x_vals = _ticks(x_lo, x_hi, x_step)
     y_vals = _ticks(y_lo, y_hi, y_step)
     x_fmt, y_fmt = _tick_formatter(x_vals, x_step), _tick_formatter(y_vals, y_step)
