@@ -158,7 +158,10 @@ class SSHConnection:
         channel = client.get_transport().open_session()
         channel.exec_command(remote_command(server))
         self.channel = channel
-        self.stdin = channel.makefile_stdin("wb")
+        # No makefile_stdin: paramiko's ChannelStdinFile shuts the channel down
+        # from __del__, which deadlocks when garbage collection runs it while
+        # the channel lock is held (paramiko issue #2685). We write with
+        # sendall and shut down in close(), on our own thread.
         self.stdout = channel.makefile("rb")
         self.stderr = _StderrTail(channel.makefile_stderr("rb"), debug)
 
@@ -196,8 +199,7 @@ class SSHConnection:
             raise ConnectError(f"cannot reach {hostname}:{port}: {reason}") from exc
 
     def send(self, data: bytes) -> None:
-        self.stdin.write(data)
-        self.stdin.flush()
+        self.channel.sendall(data)
 
     def readline(self) -> bytes:
         return self.stdout.readline()
