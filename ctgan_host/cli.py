@@ -233,48 +233,36 @@ def jobs_logs(app: App, job: str) -> None:
         print(line)
 
 
-@cli.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
-@click.pass_context
-def models(ctx: click.Context, as_json: bool) -> None:
-    """List your models on the server; `models delete NAME` removes one."""
-    if ctx.invoked_subcommand is None:
-        found = ctx.find_object(App).login().models()
-        ui.print_json(found) if as_json else ui.out.print(ui.models_table(found))
+def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable, delete_method: str, delete_help: str) -> click.Group:
+    """`models` and `datasets`: list your files on the server, or `delete NAME` one of them."""
+
+    @cli.group(kind, invoke_without_command=True, help=f"List your {noun}s on the server; `{kind} delete NAME` removes one.")
+    @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
+    @click.pass_context
+    def group(ctx: click.Context, as_json: bool) -> None:
+        if ctx.invoked_subcommand is None:
+            found = getattr(ctx.find_object(App).login(), list_method)()
+            ui.print_json(found) if as_json else ui.out.print(table(found))
+
+    @group.command("delete", help=delete_help)
+    @click.argument("name")
+    @click.option("--yes", is_flag=True, help="do not ask for confirmation")
+    @pass_app
+    def delete(app: App, name: str, yes: bool) -> None:
+        client = app.login()
+        _confirm_delete(f"{noun} {name}", yes)
+        getattr(client, delete_method)(name)
+        ui.out.print(f"Deleted {noun} {name}")
+
+    return group
 
 
-@models.command("delete")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@pass_app
-def models_delete(app: App, name: str, yes: bool) -> None:
-    """Delete one of your models (and its metadata) from the server."""
-    client = app.login()
-    _confirm_delete(f"model {name}", yes)
-    client.delete_model(name)
-    ui.out.print(f"Deleted model {name}")
-
-
-@cli.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="print a JSON list")
-@click.pass_context
-def datasets(ctx: click.Context, as_json: bool) -> None:
-    """List your synthetic datasets on the server; `datasets delete NAME` removes one."""
-    if ctx.invoked_subcommand is None:
-        found = ctx.find_object(App).login().datasets()
-        ui.print_json(found) if as_json else ui.out.print(ui.datasets_table(found))
-
-
-@datasets.command("delete")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@pass_app
-def datasets_delete(app: App, name: str, yes: bool) -> None:
-    """Delete one of your synthetic datasets from the server."""
-    client = app.login()
-    _confirm_delete(f"dataset {name}", yes)
-    client.delete_dataset(name)
-    ui.out.print(f"Deleted dataset {name}")
+models = _stored_files_group(
+    "models", "model", "models", ui.models_table, "delete_model", "Delete one of your models (and its metadata) from the server."
+)
+datasets = _stored_files_group(
+    "datasets", "synthetic dataset", "datasets", ui.datasets_table, "delete_dataset", "Delete one of your synthetic datasets from the server."
+)
 
 
 def _confirm_delete(what: str, yes: bool) -> None:

@@ -160,25 +160,15 @@ class Client:
         name: str | None = None,
         on_event: OnEvent | None = None,
         on_upload: Progress | None = None,
-        *,
-        continuous: Iterable[str] = (),
-        datetime: Iterable[str] = (),
-        ids: Iterable[str] = (),
-        ignore: Iterable[str] = (),
-        seed: int | None = None,
-        holdout: float = 0.0,
+        **options: Any,
     ) -> str:
         """Upload a CSV (or DataFrame), fit CTGAN on the server, and return the stored model's name.
 
-        ``discrete``, ``continuous``, ``datetime``, ``ids`` and ``ignore`` name
-        columns whose kind the server would otherwise guess; ``seed`` makes the
-        fit repeatable on CPU.  The fit runs as a job on the server and this
-        call follows it; ``start_fit`` returns the job id at once instead.
+        Takes ``start_fit``'s options (the column kinds, ``seed``, ``holdout``).
+        The fit runs as a job on the server and this call follows it;
+        ``start_fit`` returns the job id at once instead.
         """
-        job = self.start_fit(
-            data, epochs, discrete, name, on_upload,
-            continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed, holdout=holdout,
-        )
+        job = self.start_fit(data, epochs, discrete, name, on_upload, **options)
         return self.follow(job, on_event)["model"]
 
     def start_fit(
@@ -198,7 +188,9 @@ class Client:
     ) -> str:
         """Upload and start the fit as a job on the server; returns the job id without waiting.
 
-        ``holdout`` is the share of rows kept out of training and used only to
+        ``discrete``, ``continuous``, ``datetime``, ``ids`` and ``ignore`` name
+        columns whose kind the server would otherwise guess; ``seed`` makes the
+        fit repeatable on CPU; ``holdout`` is the share of rows kept out of training and used only to
         measure memorisation in the fit's report.
         """
         check_holdout(holdout)

@@ -19,10 +19,8 @@ from sshd import SSHD  # noqa: E402
 PASSWORDS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
 
 
-@pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
+def make_server(root: Path) -> Path:
     """A server checkout: the package (linked), a config.toml, and two users."""
-    root = tmp_path / "server"
     root.mkdir()
     (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
     (root / "config.toml").write_text("[service]\ndevice = \"cpu\"\ntorch_threads = 1\n")
@@ -30,6 +28,11 @@ def server_dir(tmp_path: Path) -> Path:
     for user, password in PASSWORDS.items():
         store.add(user, password)
     return root
+
+
+@pytest.fixture
+def server_dir(tmp_path: Path) -> Path:
+    return make_server(tmp_path / "server")
 
 
 def write_client_config(path: Path, server: dict[str, object], client_root: Path) -> Path:

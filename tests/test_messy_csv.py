@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 
 import messy_corpus as corpus
-from conftest import PASSWORDS, REPO, Result, as_user, run_cli, write_client_config
-from ctgan_server.auth import CredentialStore
+from conftest import Result, as_user, make_server, run_cli, write_client_config
 
 USER = "alice"
 _outs = count()
@@ -110,24 +109,13 @@ def _parse_dates(values, fmt: str) -> list[datetime]:
     return parsed
 
 
-def _make_server(root: Path) -> Path:
-    """The same layout as conftest's server_dir fixture, for module-scoped use."""
-    root.mkdir()
-    (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
-    (root / "config.toml").write_text("[service]\ndevice = \"cpu\"\ntorch_threads = 1\n")
-    store = CredentialStore(root / "credentials.py")
-    for user, password in PASSWORDS.items():
-        store.add(user, password)
-    return root
-
-
 # -- module-scoped fixtures: one server, one fit per corpus file ---------------------------
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
     base = tmp_path_factory.mktemp("messy")
-    server = _make_server(base / "server")
+    server = make_server(base / "server")
     client = base / "client"
     (client / "home").mkdir(parents=True)
     config = write_client_config(client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client)
@@ -446,7 +434,7 @@ def test_other_separator_is_detected_warned_and_kept(shared: Shared, sep: str, w
 def ssh_shared(sshd, tmp_path_factory: pytest.TempPathFactory) -> Shared:
     """Like conftest's ssh_config, but module-scoped so that one fit serves several tests."""
     base = tmp_path_factory.mktemp("messy_ssh")
-    server = _make_server(base / "server")
+    server = make_server(base / "server")
     client = base / "client"
     (client / "home").mkdir(parents=True)
     settings = {
