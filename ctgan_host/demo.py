@@ -44,6 +44,7 @@ def run_demo(app: "App", csv: Path, epochs: int) -> None:
     with ui.FitProgress() as progress:
         model = client.fit(csv, epochs=epochs, on_event=progress.on_event)
     ui.err.print(f"Model stored as {model}")
+    ui.err.print(f"Fit report: {client.report(model)['verdict']} (details: python -m ctgan_host report {model})")
 
     ui.err.print(f"[bold]2/3 sample[/bold]: {len(original)} rows")
     sampled, stored = client.sample_to_file(model, len(original), out_dir)
