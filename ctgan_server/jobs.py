@@ -232,14 +232,18 @@ def follow(store: JobStore, job_id: str, emit: Any) -> dict[str, Any]:
     """Pass on the job's events as they are written, until it finishes; returns its final picture."""
     offset = 0
     last_check = 0.0
+    state = None
+    seen: list[dict[str, Any]] = []
     while True:
         events, offset = store.read(job_id, offset)
+        seen += events
         for event in events:
+            if event.get("event") == "state":
+                state = event["state"]
             if event.get("event") not in ("process", "cancel"):
                 emit({k: v for k, v in event.items() if k not in ("pid", "pid_start", "created_at")})
-        job = fold(job_id, store.read(job_id)[0]) if events else None
-        if job is not None and job["state"] in FINISHED:
-            return public(job)
+        if state in FINISHED:
+            return public(fold(job_id, seen))
         if time.monotonic() - last_check > 2:
             last_check = time.monotonic()
             if store.status(job_id)["state"] in FINISHED:

@@ -19,10 +19,9 @@ MAX_DRAW_BATCH = 200_000
 MAX_CONDITIONAL_DRAWS = 5_000_000
 
 
-def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Load one of the user's own models; only files this server wrote are ever unpickled."""
+def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: Settings) -> tuple[Any, dict[str, Any]]:
+    """Load one of the user's own models, given its JSON; only files this server wrote are ever unpickled."""
     path = storage.model_path(name)
-    meta = storage.read_model_meta(name)
     require_ctgan()
     made_with = {k: v for k, v in meta.get("versions", {}).items() if k in library_versions()}
     here = library_versions()
@@ -40,7 +39,7 @@ def load_model(storage: UserStorage, name: str, settings: Settings) -> tuple[Any
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
     model.set_device(device)
     model.random_states = None  # never replay a random state pickled by a seeded fit
-    return model, id_records, meta
+    return model, id_records
 
 
 def run_sample(
@@ -59,15 +58,15 @@ def run_sample(
         raise UsageError("conditions must map column names to values")
     from .transform import parse_conditions
 
-    # Conditions are checked against the JSON before the model is loaded, so a typo fails fast.
     storage.model_path(model_name)  # "no model named ..." before anything else
-    parse_conditions(conditions, storage.read_model_meta(model_name))
-    model, id_records, meta = load_model(storage, model_name, settings)
+    meta = storage.read_model_meta(model_name)
+    # Conditions are checked against the JSON before the model is loaded, so a typo fails fast.
+    wanted = parse_conditions(conditions, meta)
+    model, id_records = load_model(storage, model_name, meta, settings)
     import numpy as np
 
     from .transform import Restorer
 
-    wanted = parse_conditions(conditions, meta)
     seed_everything(seed)
     restore = Restorer(meta, id_records, np.random.default_rng(seed), conditioned=wanted)
     reservation = storage.reserve_dataset(meta["dataset"], rows)
