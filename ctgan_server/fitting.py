@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterator
 
 from . import __version__
 from .errors import NotFoundError, TransferError, UsageError
-from .protocol import MAX_EPOCHS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, dataset_stem, iso_utc
@@ -158,9 +157,6 @@ def run_fit(
     """
     gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
     require_ctgan()
-    whole_number(epochs, "epochs", MAX_EPOCHS)
-    if seed is not None:
-        whole_number(seed, "seed", MAX_SEED, minimum=0)
 
     from .schema import build_plan, identifier_records, read_uploaded_csv
     from .transform import training_frame
