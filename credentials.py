@@ -1,7 +1,8 @@
-"""App users of this ctgan-server-cli server.
+"""Users no longer live here.
 
-Managed by `python -m ctgan_server users ...`; do not edit by hand.  Each value
-is a salted scrypt hash: scrypt$N$r$p$salt$hash (base64).  No passwords here.
+ctgan-server-cli keeps its app users in <data_dir>/credentials.json (0600,
+not tracked by git), managed with `python -m ctgan_server users ...`.  A server
+that finds users below moves them there once and empties this file again.
 """
 
 USERS = {

@@ -19,7 +19,7 @@ def make_server_dir(root: Path) -> Path:
     server = root / "server"
     server.mkdir()
     (server / "ctgan_server").symlink_to(REPO / "ctgan_server")
-    CredentialStore(server / "credentials.py").add(USER, PASSWORD)
+    CredentialStore(server / "credentials.json").add(USER, PASSWORD)
     return server
 
 

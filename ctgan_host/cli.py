@@ -55,23 +55,40 @@ class App:
             raise UsageError(f"missing {what} (stdin is not a terminal, so nothing is asked)")
         return click.prompt(prompt, type=type, hide_input=hide_input, err=True)
 
+    def open(self) -> Client:
+        """Connect and say hello, once: the server may already know the user from the SSH key."""
+        if self._client is None:
+            client = Client.from_loaded(self.config, debug=self.debug)
+            with ui.status(f"Connecting to {self.config.server.host}..."):
+                client.connect()
+            self._client = client
+        return self._client
+
     def credentials(self) -> tuple[str, str]:
-        user = self.user or os.environ.get("CTGAN_USER") or self.ask("Please enter your username", "username: use --user or CTGAN_USER")
+        """The username (flag, environment, the name the SSH key is bound to, or a prompt), then the password."""
+        pinned = self.open().pinned_user
+        user = (
+            self.user
+            or os.environ.get("CTGAN_USER")
+            or pinned
+            or self.ask("Please enter your username", "username: use --user or CTGAN_USER")
+        )
         if self.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
             if not password:
                 raise UsageError("--password-stdin was given but stdin held no password")
         else:
             password = os.environ.get("CTGAN_PASSWORD") or self.ask(
-                "Please enter your password", "password: use --password-stdin or CTGAN_PASSWORD", hide_input=True
+                "Please enter your password",
+                "password: use --password-stdin or CTGAN_PASSWORD",
+                hide_input=True,
             )
         return user, password
 
     def connect(self, user: str, password: str) -> Client:
-        client = Client.from_loaded(self.config, debug=self.debug)
-        with ui.status(f"Connecting to {self.config.server.host}..."):
+        client = self.open()
+        with ui.status("Logging in..."):
             client.login(user, password)
-        self._client = client
         return client
 
     def login(self) -> Client:

@@ -104,14 +104,23 @@ class Client:
             self._session = session
         return self._session.server_info
 
-    def login(self, user: str, password: str) -> None:
+    def login(self, user: str | None, password: str) -> None:
+        """Log in as ``user``; None takes the name the server's SSH key fixes (``pinned_user``)."""
         self.connect()
         try:
+            user = user or self.pinned_user
+            if not user:
+                raise UsageError("missing username: this server does not know you by your SSH key")
             self._session.login(user, password)
         except BaseException:
             self.close()  # do not leave a server process or SSH connection behind
             raise
         self._user = user
+
+    @property
+    def pinned_user(self) -> str | None:
+        """The app user this connection's SSH key is bound to, if the server said so in hello."""
+        return self._session.server_info.get("user") if self._session else None
 
     @property
     def session(self) -> Session:
@@ -221,12 +230,13 @@ class Client:
         text_columns: list[str] = (),
         holdout: float = 0.0,
     ) -> str:
-        staged = self.session.call("upload")
-        sha256 = Transfer(self.session.connection).put_gzipped(path, staged["path"], on_upload)
+        filename = f"{name}.csv" if name else path.name
+        staged = Transfer(self.session).upload(path, filename, on_upload)
+        sha256 = staged["sha256"]
         result = self.session.call(
             "fit",
             token=staged["token"],
-            filename=f"{name}.csv" if name else path.name,
+            filename=filename,
             sha256=sha256,
             epochs=epochs,
             overrides=overrides,
@@ -297,7 +307,7 @@ class Client:
             return _read_csv(path, result.get("dtypes"))
 
     def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None) -> Path:
-        return self._fetch(self.session.call("download", name=name), out_dir)
+        return self._fetch({"name": name}, out_dir)
 
     def download(self, name: str) -> "pd.DataFrame":
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
@@ -307,7 +317,8 @@ class Client:
         # The name comes from the server: still only ever a plain file name inside out_dir.
         name = check_file_name(stored["name"], SYNTHETIC_SUFFIX)
         dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(name)
-        return Transfer(self.session.connection).get_gunzipped(stored["path"], stored["sha256"], dest)
+        path, _ = Transfer(self.session).download("download", dest, name=name)
+        return path
 
 
 def _read_csv(path: Path, dtypes: dict[str, str] | None) -> "pd.DataFrame":

@@ -1,15 +1,21 @@
-"""One RPC session with the server: hello, login, then calls, each answered in order."""
+"""One RPC session with the server: hello, login, then calls, each answered in order.
+
+Bulk bytes ride in the same stream as frames (see ctgan_server.protocol):
+a call with ``upload=`` sends its blocks when the server says ``send``, and
+a call with ``download=`` hands each received block to that callable.
+"""
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ctgan_server import __version__
 from ctgan_server.errors import ConnectError, CtganError, ProtocolError, ServerEnvironmentError, from_wire
-from ctgan_server.protocol import PROTOCOL_VERSION, decode, encode, request
+from ctgan_server.protocol import PROTOCOL_VERSION, decode, encode, read_frames, request, write_frames
 
 OnEvent = Callable[[dict[str, Any]], None]
+Sink = Callable[[bytes], Any]
 
 
 class Session:
@@ -18,6 +24,7 @@ class Session:
         self.ids = itertools.count(1)
         self.server_info: dict[str, Any] = {}
         self.broken = False
+        self.transferred: tuple[str, int] | None = None  # sha256 and size of the last call's frames
 
     def _server_gone(self) -> CtganError:
         tail = self.connection.stderr.text()
@@ -31,16 +38,24 @@ class Session:
             return ServerEnvironmentError(f"the server on {where} did not start: {last}")
         return ConnectError(f"the {where} closed the connection" + (f": {last}" if last else ""))
 
-    def call(self, method: str, on_event: OnEvent | None = None, **params: Any) -> Any:
+    def call(
+        self,
+        method: str,
+        on_event: OnEvent | None = None,
+        upload: Iterable[bytes] | None = None,
+        download: Sink | None = None,
+        **params: Any,
+    ) -> Any:
         if self.broken:
             raise ConnectError("this session was interrupted mid-call and is closed; connect and log in again")
         msg_id = next(self.ids)
+        self.transferred = None
         try:
             self.connection.send(encode(request(msg_id, method, params)))
         except (OSError, EOFError) as exc:
             raise self._server_gone() from exc
         try:
-            return self._await_reply(msg_id, on_event)
+            return self._await_reply(msg_id, on_event, upload, download)
         except CtganError as exc:
             if not getattr(exc, "from_server", False):
                 self._break()
@@ -51,11 +66,19 @@ class Session:
             self._break()
             raise
 
+    def _send_frames(self, blocks: Iterable[bytes]) -> None:
+        try:
+            self.transferred = write_frames(self.connection.send, blocks)
+        except (OSError, EOFError):
+            # The server stopped reading (a limit, a bad stream) and closed the
+            # session; its reply, already on the way, says why.
+            self.transferred = None
+
     def _break(self) -> None:
         self.broken = True
         self.connection.close()
 
-    def _await_reply(self, msg_id: int, on_event: OnEvent | None) -> Any:
+    def _await_reply(self, msg_id: int, on_event: OnEvent | None, upload: Iterable[bytes] | None = None, download: Sink | None = None) -> Any:
         while True:
             try:
                 line = self.connection.readline()
@@ -73,6 +96,17 @@ class Session:
                 if not self.server_info:
                     continue
                 raise
+            if message.get("event") == "send" and upload is not None:
+                self._send_frames(upload)
+                upload = None  # one stream per call
+                continue
+            if message.get("event") == "frames" and download is not None:
+                try:
+                    self.transferred = read_frames(self.connection.read_exactly, download)
+                except (OSError, EOFError) as exc:
+                    raise self._server_gone() from exc
+                download = None
+                continue
             if "event" in message:
                 if on_event:
                     on_event(message)

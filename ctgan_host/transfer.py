@@ -1,74 +1,93 @@
 """Moving bulk bytes between client and server: gzip on the wire, sha256 checked, atomic on arrival.
 
-The protocol stream carries only small JSON; files go through the
-connection's ``open_remote`` (SFTP over SSH, plain files locally).
+Files travel as frames inside the session's own stream (see
+``ctgan_server.protocol``), the same way over SSH and over the local pipe.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
 import uuid
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ctgan_server.errors import TransferError
-from ctgan_server.storage import HashingWriter
 
 BLOCK = 1 << 20
+GZIP_LEVEL = 6
 Progress = Callable[[int], None]  # called with the bytes moved so far
 
 
-class _CountingReader:
-    def __init__(self, raw: Any, progress: Progress | None):
-        self.raw, self.progress, self.done = raw, progress, 0
+def gzip_blocks(local: Path, progress: Progress | None = None) -> Iterator[bytes]:
+    """``local`` compressed as one gzip stream, block by block, so no copy of the file sits in memory."""
+    # wbits 31: a gzip header and trailer, with mtime 0, so the same file gives the same bytes.
+    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    done = 0
+    with open(local, "rb") as src:
+        for block in iter(lambda: src.read(BLOCK), b""):
+            done += len(block)
+            if progress:
+                progress(done)
+            out = packer.compress(block)
+            if out:
+                yield out
+    yield packer.flush()
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.done += len(data)
+
+class Gunzipper:
+    """Receives gzip frames and writes the decompressed bytes to an open file as they arrive."""
+
+    def __init__(self, out: Any, progress: Progress | None = None):
+        self.out, self.progress, self.received = out, progress, 0
+        self.inflater = zlib.decompressobj(31)
+        self.complete = False  # the last gzip member has ended, with nothing after it
+
+    def __call__(self, block: bytes) -> None:
+        self.received += len(block)
         if self.progress:
-            self.progress(self.done)
-        return data
+            self.progress(self.received)
+        try:
+            while block:
+                self.complete = False
+                self.out.write(self.inflater.decompress(block))
+                # A stream of several gzip members (parallel compression) goes on in a fresh inflater.
+                block = self.inflater.unused_data
+                if self.inflater.eof:
+                    self.complete = True
+                    self.inflater = zlib.decompressobj(31)
+        except zlib.error as exc:
+            raise TransferError(f"the download is not valid gzip ({exc})") from exc
 
 
 class Transfer:
-    def __init__(self, connection: Any):
-        self.connection = connection
+    def __init__(self, session: Any):
+        self.session = session
 
-    def put_gzipped(self, local: Path, remote: str, progress: Progress | None = None) -> str:
-        """Compress ``local`` on the fly into ``remote``; return the sha256 of the bytes sent."""
-        try:
-            with open(local, "rb") as src, self.connection.open_remote(remote, "wb") as dst:
-                hashing = HashingWriter(dst)
-                with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, compresslevel=6) as gz:
-                    shutil.copyfileobj(_CountingReader(src, progress), gz, BLOCK)
-        except BaseException:
-            # A half-sent original must not linger on the server.
-            self.connection.remove_remote(remote)
-            raise
-        return hashing.sha256.hexdigest()
+    def upload(self, local: Path, filename: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Send ``local`` gzipped into the user's staging folder; returns the server's token and sha256."""
+        staged = self.session.call(
+            "upload", upload=gzip_blocks(local, progress), filename=filename, csv_bytes=local.stat().st_size
+        )
+        sent = self.session.transferred
+        if sent is None or sent[0] != staged["sha256"]:
+            raise TransferError(f"{local.name} arrived damaged on the server (sha256 mismatch); try again")
+        return staged
 
-    def get_gunzipped(self, remote: str, sha256: str, dest: Path, progress: Progress | None = None) -> Path:
-        """Fetch a gzipped server file, check its hash, and write it decompressed to ``dest`` atomically."""
+    def download(self, method: str, dest: Path, progress: Progress | None = None, **params: Any) -> tuple[Path, dict[str, Any]]:
+        """Call ``method``, whose reply streams a gzipped file; write it decompressed to ``dest`` atomically."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tag = uuid.uuid4().hex[:8]
-        gz_tmp = dest.with_name(f".{dest.name}.{tag}.gz.part")
-        csv_tmp = dest.with_name(f".{dest.name}.{tag}.part")
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         try:
-            digest = hashlib.sha256()
-            with self.connection.open_remote(remote, "rb") as src, open(gz_tmp, "wb") as out:
-                reader = _CountingReader(src, progress)
-                for block in iter(lambda: reader.read(BLOCK), b""):
-                    digest.update(block)
-                    out.write(block)
-            if digest.hexdigest() != sha256:
-                raise TransferError(f"{Path(remote).name} arrived damaged (sha256 mismatch); nothing was written")
-            with gzip.open(gz_tmp, "rb") as src, open(csv_tmp, "wb") as out:
-                shutil.copyfileobj(src, out, BLOCK)
-            os.replace(csv_tmp, dest)
+            with open(tmp, "wb") as out:
+                sink = Gunzipper(out, progress)
+                result = self.session.call(method, download=sink, **params)
+                if sink.received and not sink.complete:
+                    raise TransferError(f"{result.get('name', dest.name)} arrived cut short; nothing was written")
+            received = self.session.transferred
+            if received is None or received[0] != result["sha256"]:
+                raise TransferError(f"{result.get('name', dest.name)} arrived damaged (sha256 mismatch); nothing was written")
+            os.replace(tmp, dest)
         finally:
-            gz_tmp.unlink(missing_ok=True)
-            csv_tmp.unlink(missing_ok=True)
-        return dest
+            tmp.unlink(missing_ok=True)
+        return dest, result

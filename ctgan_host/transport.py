@@ -1,8 +1,9 @@
 """How the client reaches `python -m ctgan_server serve`: a local subprocess or an SSH channel.
 
-Both give the session a line pipe (``send``/``readline``) and give transfers a
-way to open files on the server (``open_remote``): plain ``open`` locally,
-SFTP over SSH.  paramiko is imported only for SSH hosts.
+Both give the session one byte stream each way: ``send``, ``readline`` and
+``read_exactly``.  Files travel inside that stream as frames, never over SFTP:
+an app user's key may run nothing but `serve`.  paramiko is imported only for
+SSH hosts.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from ctgan_server.errors import ConfigError, ConnectError, HostKeyError
+from ctgan_server.jobs import minimal_env
 
 from .config import ServerConfig, local_python
 
@@ -47,7 +49,7 @@ class _StderrTail:
 
 
 class LocalConnection:
-    """The embedded default: the same server code, as a child process, with plain file access."""
+    """The embedded default: the same server code, as a child process."""
 
     description = "local server"
 
@@ -58,7 +60,13 @@ class LocalConnection:
         python = local_python(server)
         try:
             self.proc = subprocess.Popen(
-                [python, *SERVE_ARGS], cwd=server_dir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                [python, *SERVE_ARGS],
+                cwd=server_dir,
+                # Not our environment: CTGAN_PASSWORD and friends must not show in the server's /proc/PID/environ.
+                env=minimal_env({}),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
         except OSError as exc:
             raise ConfigError(f"cannot start the local server with {python}: {exc.strerror}") from exc
@@ -72,13 +80,11 @@ class LocalConnection:
     def readline(self) -> bytes:
         return self.proc.stdout.readline()
 
-    def open_remote(self, path: str, mode: str) -> BinaryIO:
-        if "w" in mode:  # uploads are confidential originals: owner-only from the first byte
-            return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), mode)
-        return open(path, mode)
-
-    def remove_remote(self, path: str) -> None:
-        Path(path).unlink(missing_ok=True)
+    def read_exactly(self, n: int) -> bytes:
+        data = self.proc.stdout.read(n)
+        if len(data) != n:
+            raise EOFError("the server closed the stream mid-transfer")
+        return data
 
     def close(self) -> None:
         try:
@@ -117,7 +123,7 @@ def _ssh_config(host: str) -> dict[str, Any]:
 
 
 class SSHConnection:
-    """One SSH connection: an exec channel for the protocol, SFTP for files."""
+    """One SSH connection and one exec channel, which carries the protocol and the files."""
 
     def __init__(self, server: ServerConfig, debug: bool = False):
         import logging
@@ -154,7 +160,6 @@ class SSHConnection:
                 sock.close()
             raise
         self.client = client
-        self.sftp = None
         channel = client.get_transport().open_session()
         channel.exec_command(remote_command(server))
         self.channel = channel
@@ -204,33 +209,17 @@ class SSHConnection:
     def readline(self) -> bytes:
         return self.stdout.readline()
 
-    def _sftp(self) -> Any:
-        if self.sftp is None:
-            self.sftp = self.client.open_sftp()
-        return self.sftp
-
-    def open_remote(self, path: str, mode: str) -> BinaryIO:
-        fh = self._sftp().open(path, mode, bufsize=1 << 20)
-        if "r" in mode:
-            fh.prefetch()
-        else:
-            fh.chmod(0o600)  # before any byte of the original is written
-            fh.set_pipelined(True)
-        return fh
-
-    def remove_remote(self, path: str) -> None:
-        try:
-            self._sftp().remove(path)
-        except FileNotFoundError:
-            pass
+    def read_exactly(self, n: int) -> bytes:
+        data = self.stdout.read(n)
+        if len(data) != n:
+            raise EOFError("the server closed the channel mid-transfer")
+        return data
 
     def close(self) -> None:
         try:
             self.channel.shutdown_write()
         except (OSError, EOFError):
             pass
-        if self.sftp is not None:
-            self.sftp.close()
         self.client.close()
 
 

@@ -1,7 +1,9 @@
-"""App-level users: salted scrypt hashes kept in ``credentials.py``.
+"""App-level users: salted scrypt hashes kept in ``<data_dir>/credentials.json`` (0600).
 
-The file is data, not code: it is parsed with ``ast.literal_eval`` and never
-imported, so a tampered file cannot run anything in the server.
+Users once lived in the tracked ``credentials.py``; a server that still finds
+some there moves them into the JSON once (``adopt_legacy``) and leaves the
+file as the empty template that git ships, so a `git pull` never touches users.
+The legacy file is parsed with ``ast.literal_eval``, never imported.
 """
 
 from __future__ import annotations
@@ -12,31 +14,36 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Iterator
 
 from .errors import AuthError, BadDataError, ConfigError, InvalidNameError, NotFoundError
-from .storage import atomic_write_text
+from .storage import atomic_write_text, make_private_dir
 
 # n=2**14 costs about 0.07 s per check on a 2-core machine: well under the
 # 0.1 s login budget while still ~16k times dearer than a plain SHA-256.
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_LEN = 2**14, 8, 1, 32
-USERNAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+USERNAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 MIN_PASSWORD_LEN = 8
 
-_HEADER = '''"""App users of this ctgan-server-cli server.
+LEGACY_TEMPLATE = '''"""Users no longer live here.
 
-Managed by `python -m ctgan_server users ...`; do not edit by hand.  Each value
-is a salted scrypt hash: scrypt$N$r$p$salt$hash (base64).  No passwords here.
+ctgan-server-cli keeps its app users in <data_dir>/credentials.json (0600,
+not tracked by git), managed with `python -m ctgan_server users ...`.  A server
+that finds users below moves them there once and empties this file again.
 """
 
+USERS = {
+}
 '''
 
 
 def check_username(name: str) -> str:
-    if not isinstance(name, str) or not USERNAME_RE.match(name):
+    if not isinstance(name, str) or not USERNAME_RE.fullmatch(name):
         raise InvalidNameError(
             f"invalid username {name!r}: use 1-32 lowercase letters, digits, '_' or '-', starting with a letter"
         )
@@ -88,31 +95,44 @@ class CredentialStore:
         if not self.path.exists():
             return {}
         try:
-            tree = ast.parse(self.path.read_text(encoding="utf-8"), filename=str(self.path))
-            for node in tree.body:
-                if isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "USERS" for t in node.targets
-                ):
-                    users = ast.literal_eval(node.value)
-                    break
-            else:
-                users = {}
-        except (SyntaxError, ValueError) as exc:
+            users = json.loads(self.path.read_text(encoding="utf-8")).get("users", {})
+        except (ValueError, AttributeError) as exc:
             raise ConfigError(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
         if not isinstance(users, dict):
-            raise ConfigError(f"{self.path}: USERS must be a dict")
+            raise ConfigError(f"{self.path}: users must be an object")
         return {str(k): str(v) for k, v in users.items()}
 
     def save(self, users: dict[str, str]) -> None:
-        body = "USERS = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(users.items())) + "}\n"
-        atomic_write_text(self.path, _HEADER + body)
+        make_private_dir(self.path.parent)
+        atomic_write_text(self.path, json.dumps({"users": dict(sorted(users.items()))}, indent=1) + "\n")
+
+    def adopt_legacy(self, legacy: Path) -> list[str]:
+        """Move users found in the old tracked credentials.py here, once; returns their names."""
+        if not legacy.is_file():
+            return []
+        found = read_legacy_users(legacy)
+        if not found:
+            return []
+        with self.locked():
+            users = self.load()
+            moved = [name for name in sorted(found) if name not in users]
+            users.update({name: found[name] for name in moved})
+            self.save(users)
+            atomic_write_text(legacy, LEGACY_TEMPLATE)
+        print(
+            f"ctgan_server: moved {len(moved)} user(s) from {legacy} to {self.path}; "
+            f"{legacy.name} is now the empty template",
+            file=sys.stderr,
+        )
+        return moved
 
     def names(self) -> list[str]:
         return sorted(self.load())
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         """Serialise read-modify-write: two users changing passwords at once must not undo each other."""
+        make_private_dir(self.path.parent)
         lock = self.path.with_name(f".{self.path.name}.lock")
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -122,10 +142,10 @@ class CredentialStore:
             os.close(fd)
 
     def add(self, name: str, password: str) -> None:
-        with self._locked():
-            self._add(name, password)
+        with self.locked():
+            self.add_unlocked(name, password)
 
-    def _add(self, name: str, password: str) -> None:
+    def add_unlocked(self, name: str, password: str) -> None:
         users = self.load()
         if check_username(name) in users:
             raise BadDataError(f"user {name!r} already exists; use `users passwd {name}` to change the password")
@@ -133,13 +153,13 @@ class CredentialStore:
         self.save(users)
 
     def set_password(self, name: str, password: str) -> None:
-        with self._locked():
+        with self.locked():
             self._set_password(name, password)
 
     def change_password(self, name: str, old: str, new: str) -> None:
         """A user's own change: the old password first, as at login."""
         check_new_password(new)
-        with self._locked():
+        with self.locked():
             self.authenticate(name, old)
             self._set_password(name, new)
 
@@ -151,10 +171,10 @@ class CredentialStore:
         self.save(users)
 
     def remove(self, name: str) -> None:
-        with self._locked():
-            self._remove(name)
+        with self.locked():
+            self.remove_unlocked(name)
 
-    def _remove(self, name: str) -> None:
+    def remove_unlocked(self, name: str) -> None:
         users = self.load()
         if check_username(name) not in users:
             raise NotFoundError(f"no user {name!r}")
@@ -163,9 +183,24 @@ class CredentialStore:
 
     def authenticate(self, name: str, password: str) -> str:
         """Return the user's name if the password is right; the same error for every failure."""
-        users = self.load() if isinstance(name, str) and USERNAME_RE.match(name) else {}
+        users = self.load() if isinstance(name, str) and USERNAME_RE.fullmatch(name) else {}
         stored = users.get(name)
         ok = verify_password(str(password), stored or _DUMMY_HASH)
         if not (ok and stored):
             raise AuthError("wrong username or password")
         return name
+
+
+def read_legacy_users(path: Path) -> dict[str, str]:
+    """The USERS dict of an old credentials.py, read as data (never imported)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        users: object = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "USERS" for t in node.targets):
+                users = ast.literal_eval(node.value)
+    except (SyntaxError, ValueError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); restore it from a backup") from exc
+    if not isinstance(users, dict):
+        raise ConfigError(f"{path}: USERS must be a dict")
+    return {str(k): str(v) for k, v in users.items()}

@@ -106,6 +106,12 @@ class CanceledError(CtganError):
     exit_code = 12
 
 
+class LimitError(CtganError):
+    """A server limit was exceeded."""
+
+    exit_code = 13
+
+
 def _all_classes(base: type[CtganError]) -> dict[str, type[CtganError]]:
     found = {base.__name__: base}
     for sub in base.__subclasses__():

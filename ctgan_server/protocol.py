@@ -1,19 +1,31 @@
-"""Message shapes of the JSON-lines protocol spoken over the SSH channel.
+"""Message shapes of the protocol spoken over the SSH channel (or the local pipe).
 
 One JSON object per line.  Requests: ``{"id", "method", "params"}``.  Replies:
 ``{"id", "result"}`` or ``{"id", "error": {"type", "message"}}``.  Progress:
 ``{"event": KIND, ...}``, sent before the reply of the request it belongs to.
+A line is at most MAX_LINE bytes.
+
+Bulk bytes travel in the same stream, because an app user's SSH key runs
+only `serve` (no SFTP): a run of frames, each a 4-byte big-endian length
+and that many bytes, ended by a zero-length frame.  An upload's frames follow
+the server's ``{"event": "send"}``; a download's follow ``{"event": "frames"}``.
+The sha256 of the bytes is in the reply, and both sides check it.
 Bump PROTOCOL_VERSION whenever a method or field changes meaning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+import struct
+from typing import Any, Callable, Iterable
 
-from .errors import CtganError, ProtocolError, UsageError
+from .errors import CtganError, LimitError, ProtocolError, UsageError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+MAX_LINE = 1 << 20  # a request line; more is refused before it is parsed
+MAX_FRAME = 1 << 20  # payload bytes per frame
+_FRAME_HEADER = struct.Struct(">I")
 MAX_EPOCHS = 100_000
 MAX_ROWS = 100_000_000
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes 32 bits
@@ -64,3 +76,39 @@ def check_holdout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_HOLDOUT:
         raise UsageError(f"holdout must be a fraction from 0 to {MAX_HOLDOUT}, not {value!r}")
     return float(value)
+
+
+def write_frames(write: Callable[[bytes], Any], blocks: Iterable[bytes]) -> tuple[str, int]:
+    """Send ``blocks`` as frames and the end frame; returns the sha256 and size of what was sent."""
+    digest, size = hashlib.sha256(), 0
+    for block in blocks:
+        view = memoryview(block)
+        for start in range(0, len(view), MAX_FRAME):
+            piece = view[start : start + MAX_FRAME]
+            write(_FRAME_HEADER.pack(len(piece)) + piece)
+            digest.update(piece)
+            size += len(piece)
+    write(_FRAME_HEADER.pack(0))
+    return digest.hexdigest(), size
+
+
+def read_frames(
+    read_exactly: Callable[[int], bytes], on_block: Callable[[bytes], Any], limit: int | None = None, limit_message: str = ""
+) -> tuple[str, int]:
+    """Receive frames up to the end frame, passing each payload on; returns their sha256 and total size.
+
+    ``limit`` is checked against each frame's announced length before its bytes are read.
+    """
+    digest, size = hashlib.sha256(), 0
+    while True:
+        (length,) = _FRAME_HEADER.unpack(read_exactly(_FRAME_HEADER.size))
+        if length == 0:
+            return digest.hexdigest(), size
+        if length > MAX_FRAME:
+            raise ProtocolError(f"a data frame of {length:,} bytes; at most {MAX_FRAME:,} are allowed")
+        if limit is not None and size + length > limit:
+            raise LimitError(limit_message or f"more than {limit:,} bytes sent")
+        block = read_exactly(length)
+        digest.update(block)
+        size += length
+        on_block(block)

@@ -1,52 +1,138 @@
-"""The `serve` loop: JSON-lines requests in, replies and progress events out.
+"""The `serve` loop: requests in, replies, progress events and data frames out.
 
 Only the methods in ``Server.METHODS`` can be called.  A session must say
 `hello` first and `login` before touching any files; from then on every call
-works inside that one user's folders.
+works inside that one user's folders.  A session started by an SSH key's
+forced command (`serve --as NAME`) accepts a login for that name only.
+Input that is not the protocol ends the session with one error line.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
+import select
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from . import __version__
-from .auth import CredentialStore
-from .errors import AuthError, CtganError, InternalError, NotFoundError, UsageError, VersionMismatchError
-from .protocol import MAX_EPOCHS, MAX_SEED, PROTOCOL_VERSION, check_holdout, decode, encode, error_reply, reply, whole_number
+from .auth import CredentialStore, check_username, verify_password
+from .errors import AuthError, CtganError, InternalError, NotFoundError, ProtocolError, UsageError, VersionMismatchError
+from .protocol import (
+    MAX_EPOCHS, MAX_LINE, MAX_SEED, PROTOCOL_VERSION, check_holdout, decode, encode, error_reply, read_frames, reply, whole_number,
+    write_frames,
+)
 from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
-from .storage import UserStorage, dataset_stem, sha256_file
+from .storage import UserStorage, dataset_stem
 
 log = logging.getLogger("ctgan_server")
+MAX_FAILED_LOGINS = 5  # per session; then the session is closed
+READ_BLOCK = 1 << 20
+
+
+class CloseSession(Exception):
+    """The stream is out of step or the client is not to be trusted further: reply, then end the session."""
+
+
+class Inbox:
+    """The client's byte stream: bounded lines, exact reads for frames, and a check for a vanished client."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = bytearray()
+        self.eof = False
+
+    def _fill(self) -> None:
+        data = os.read(self.fd, READ_BLOCK)
+        if data:
+            self.buffer += data
+        else:
+            self.eof = True
+
+    def first_byte(self) -> int | None:
+        """The first byte that is not white space, without consuming it (None at EOF)."""
+        while True:
+            stripped = self.buffer.lstrip()
+            if stripped:
+                return stripped[0]
+            self.buffer.clear()
+            if self.eof:
+                return None
+            self._fill()
+
+    def readline(self) -> bytes | None:
+        searched = 0
+        while True:
+            end = self.buffer.find(b"\n", searched)
+            if end >= 0:
+                line = bytes(self.buffer[: end + 1])
+                del self.buffer[: end + 1]
+                return line
+            if len(self.buffer) > MAX_LINE:
+                self.buffer.clear()
+                raise CloseSession(f"a request line longer than {MAX_LINE:,} bytes")
+            if self.eof:
+                line, self.buffer = bytes(self.buffer), bytearray()
+                return line or None
+            searched = len(self.buffer)
+            self._fill()
+
+    def read_exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n and not self.eof:
+            self._fill()
+        if len(self.buffer) < n:
+            raise CloseSession("the client went away in the middle of a transfer")
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def client_gone(self) -> bool:
+        """True once the client has closed its side; any bytes that arrive meanwhile are kept."""
+        if self.eof:
+            return True
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        if readable:
+            self._fill()
+        return self.eof
 
 
 class Server:
     METHODS = (
-        "hello", "login", "models", "datasets", "upload", "fit", "sample", "download",
-        "jobs", "follow", "cancel", "job_logs", "delete_model", "delete_dataset", "passwd", "report",
+        "hello", "login", "models", "datasets", "upload", "fit", "sample", "download", "jobs", "follow", "cancel",
+        "job_logs", "delete_job", "delete_model", "delete_dataset", "passwd", "report",
     )
 
-    def __init__(self, settings: Settings, out: BinaryIO):
+    def __init__(self, settings: Settings, out: BinaryIO, inbox: Inbox | None = None, pinned: str | None = None):
         self.settings = settings
         self.out = out
+        self.inbox = inbox
+        self.pinned = pinned  # the user an SSH key's forced command names; None for an admin's key or locally
         self.greeted = False
+        self.failed_logins = 0
         self.storage: UserStorage | None = None
         self.unclaimed_uploads: set[Path] = set()
+        from .audit import client_address
+
+        self.address = client_address()
 
     def send(self, message: dict[str, Any]) -> None:
         self.out.write(encode(message))
         self.out.flush()
 
-    def handle(self, line: bytes) -> None:
+    def handle(self, line: bytes) -> bool:
+        """Answer one request line; False when the session must end."""
         msg_id = None
         try:
-            message = decode(line)
+            try:
+                message = decode(line)
+            except ProtocolError as exc:
+                raise CloseSession(exc.message) from None
             msg_id = message.get("id")
             method, params = message.get("method"), message.get("params") or {}
             if method not in self.METHODS or not isinstance(params, dict):
@@ -61,6 +147,12 @@ class Server:
             except TypeError as exc:
                 raise UsageError(f"bad parameters for {method}: {exc}") from None
             result = handler(**params)
+        except CloseSession as exc:
+            error = exc.args[0] if isinstance(exc.args[0], CtganError) else ProtocolError(
+                f"not the ctgan-server-cli protocol ({exc.args[0]}); this session is closed"
+            )
+            self.send(error_reply(msg_id, error))
+            return False
         except CtganError as exc:
             self.send(error_reply(msg_id, exc))
         except Exception as exc:  # noqa: BLE001  the client must get a reply, the log gets the traceback
@@ -68,6 +160,7 @@ class Server:
             self.send(error_reply(msg_id, InternalError(f"unexpected {type(exc).__name__}: {exc}")))
         else:
             self.send(reply(msg_id, result))
+        return True
 
     # -- methods -----------------------------------------------------------
     def do_hello(self, protocol: int, version: str) -> dict[str, Any]:
@@ -83,28 +176,86 @@ class Server:
             "version": __version__,
             "python": sys.version.split()[0],
             "ctgan": ctgan_available(),
+            "user": self.pinned,  # the client need not ask for a name its key already fixes
         }
 
     def do_login(self, user: str, password: str) -> dict[str, Any]:
-        name = CredentialStore(self.settings.credentials_file).authenticate(user, password)
+        if self.storage is not None:
+            raise UsageError("already logged in")
+        name = self._authenticate(user, password)
         self.storage = UserStorage(self.settings.data_dir, name)
         self.storage.sweep_leftovers()
         from .jobs import JobStore
 
         self.jobs = JobStore(self.settings.data_dir, name)
+        self.jobs.sweep(self.settings.job_retention_days)
         return {"user": name}
 
+    def _authenticate(self, user: Any, password: Any) -> str:
+        """Check a login, slowed down per name after failures, and closed after too many in one session.
+
+        A session pinned to another name gets the same answer as a wrong
+        password, after the same scrypt work, and never counts against ``user``.
+        """
+        from .audit import AuditLog, LoginFailures
+
+        store = CredentialStore(self.settings.credentials_file)
+        failures = LoginFailures(self.settings.data_dir, self.settings.max_login_delay)
+        foreign = self.pinned is not None and user != self.pinned
+        try:
+            if foreign:
+                verify_password(str(password), _UNUSABLE_HASH)
+                raise AuthError("wrong username or password")
+            time.sleep(failures.delay(user) if isinstance(user, str) else 0)
+            name = store.authenticate(user, password)
+        except AuthError:
+            self.failed_logins += 1
+            if not foreign and isinstance(user, str):
+                failures.failed(user)
+                if user in store.names():
+                    AuditLog(self.settings.data_dir, user).record("login-failed", self.address)
+            if self.failed_logins >= MAX_FAILED_LOGINS:
+                raise CloseSession(AuthError(f"wrong username or password; {MAX_FAILED_LOGINS} failed logins close the session")) from None
+            raise
+        failures.succeeded(name)
+        AuditLog(self.settings.data_dir, name).record("login", self.address)
+        return name
+
+    def audit(self, event: str, **fields: Any) -> None:
+        from .audit import AuditLog
+
+        AuditLog(self.settings.data_dir, self.storage.user).record(event, self.address, **fields)
+
     def do_passwd(self, old: str, new: str) -> dict[str, Any]:
-        CredentialStore(self.settings.credentials_file).change_password(self.storage.user, old, new)
+        from .audit import LoginFailures
+
+        try:
+            CredentialStore(self.settings.credentials_file).change_password(self.storage.user, old, new)
+        except AuthError:
+            # A wrong current password is a failed login: passwd must not be a free password oracle.
+            LoginFailures(self.settings.data_dir, self.settings.max_login_delay).failed(self.storage.user)
+            self.audit("login-failed")
+            self.failed_logins += 1
+            if self.failed_logins >= MAX_FAILED_LOGINS:
+                raise CloseSession(AuthError(f"wrong password; {MAX_FAILED_LOGINS} failed logins close the session")) from None
+            raise
         return {"user": self.storage.user}
 
     def do_delete_model(self, name: str) -> dict[str, Any]:
         self.storage.delete_model(name)
+        self.jobs.delete_for_model(name)  # its job's log described the data it was fitted on
+        self.audit("delete", model=name)
         return {"deleted": name}
 
     def do_delete_dataset(self, name: str) -> dict[str, Any]:
         self.storage.delete_dataset(name)
+        self.audit("delete", dataset=name)
         return {"deleted": name}
+
+    def do_delete_job(self, job: str) -> dict[str, Any]:
+        self.jobs.delete(self.jobs.check_id(job))
+        self.audit("delete", job=job)
+        return {"deleted": job}
 
     def do_report(self, model: str) -> dict[str, Any]:
         """The report the fit job stored in the model's JSON, with the loss curve."""
@@ -120,11 +271,41 @@ class Server:
     def do_datasets(self) -> list[dict[str, Any]]:
         return self.storage.list_datasets()
 
-    def do_upload(self) -> dict[str, Any]:
+    def do_upload(self, filename: str = "upload.csv", csv_bytes: int | None = None) -> dict[str, Any]:
+        """Receive a gzipped CSV as frames into the user's staging folder; limits are checked as it arrives."""
+        from .limits import GzipGuard, check_quota, csv_too_big, upload_too_big
+
         require_ctgan()  # refuse before the confidential file travels anywhere
+        check_quota(self.settings, self.storage)
+        filename = _base(filename)
+        if csv_bytes is not None and whole_number(csv_bytes, "csv_bytes", 2**62, minimum=0) > self.settings.max_csv_bytes:
+            # The client says how big the CSV is: refuse a hopeless upload before a byte is sent.
+            raise csv_too_big(self.settings, filename)
+        guard = GzipGuard(self.settings, filename)
         path = self.storage.new_staging_path()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.unclaimed_uploads.add(path)
-        return {"token": path.name.split(".")[0], "path": str(path)}
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self.send({"event": "send"})
+
+                def take(block: bytes) -> None:
+                    guard.feed(block)
+                    fh.write(block)
+
+                try:
+                    sha256, size = read_frames(
+                        self.inbox.read_exactly, take, self.settings.max_upload_bytes, upload_too_big(self.settings, filename).message
+                    )
+                    guard.finish()
+                except CtganError as exc:
+                    # The client is still sending frames: the stream cannot be resynchronised.
+                    raise CloseSession(exc) from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            self.unclaimed_uploads.discard(path)
+            raise
+        return {"token": path.name.split(".")[0], "sha256": sha256, "size": size}
 
     def discard_unclaimed_uploads(self) -> None:
         """An upload this session never fitted on must not outlive the session."""
@@ -145,13 +326,21 @@ class Server:
     ) -> dict[str, Any]:
         """Start the fit as a detached job; the job loads and deletes the upload itself."""
         from .jobs import start
+        from .limits import check_epochs, check_jobs, check_quota
 
         require_ctgan()
-        whole_number(epochs, "epochs", MAX_EPOCHS)
-        if seed is not None:
-            whole_number(seed, "seed", MAX_SEED, minimum=0)
-        holdout = check_holdout(holdout)
         staged = self.storage.staged_path(token)
+        try:
+            check_epochs(self.settings, whole_number(epochs, "epochs", MAX_EPOCHS))
+            if seed is not None:
+                whole_number(seed, "seed", MAX_SEED, minimum=0)
+            holdout = check_holdout(holdout)
+            check_quota(self.settings, self.storage)
+            check_jobs(self.settings, self.jobs.list())
+        except CtganError:
+            staged.unlink(missing_ok=True)  # a refused fit leaves no original behind
+            self.unclaimed_uploads.discard(staged)
+            raise
         if not staged.exists():
             raise NotFoundError("the uploaded file is gone from the staging folder; upload again")
         filename = _base(filename)
@@ -167,6 +356,7 @@ class Server:
         }
         job_id = start(self.settings, self.jobs, request, dataset_stem(filename))
         self.unclaimed_uploads.discard(staged)  # the job owns it now, and deletes it on loading
+        self.audit("fit", job=job_id)
         return {"job": job_id}
 
     def do_jobs(self) -> list[dict[str, Any]]:
@@ -175,7 +365,10 @@ class Server:
     def do_follow(self, job: str) -> dict[str, Any]:
         from .jobs import follow
 
-        return follow(self.jobs, self.jobs.check_id(job), self.send)
+        try:
+            return follow(self.jobs, self.jobs.check_id(job), self.send, client_gone=self.inbox.client_gone if self.inbox else None)
+        except ConnectionAbortedError:
+            raise SystemExit(0) from None  # nobody is listening: stop following, the job runs on
 
     def do_cancel(self, job: str) -> dict[str, Any]:
         from .jobs import cancel
@@ -190,11 +383,24 @@ class Server:
     def do_sample(self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
         from .sampling import run_sample
 
-        return run_sample(self.storage, self.settings, model, rows, self.send, conditions, seed)
+        result = run_sample(self.storage, self.settings, model, rows, self.send, conditions, seed)
+        self.audit("sample", model=model, dataset=result["name"])
+        return result
 
     def do_download(self, name: str) -> dict[str, Any]:
+        """Send a stored dataset as frames; the reply carries the sha256 the client checks."""
         path = self.storage.dataset_path(name)
-        return {"name": path.name, "path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        self.audit("download", dataset=path.name)
+        with open(path, "rb") as fh:
+            self.send({"event": "frames", "name": path.name, "size": os.fstat(fh.fileno()).st_size})
+            sha256, size = write_frames(self.out.write, iter(lambda: fh.read(READ_BLOCK), b""))
+        self.out.flush()
+        return {"name": path.name, "size_bytes": size, "sha256": sha256}
+
+
+# A hash no password matches, checked for a name the session's key does not
+# allow, so that refusing it costs the same scrypt work as a wrong password.
+_UNUSABLE_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
 def _overrides(given: Any) -> dict[str, list[str]]:
@@ -213,7 +419,7 @@ def _base(filename: Any) -> str:
     return str(filename).replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def serve(settings_loader: Callable[[], Settings], out: BinaryIO, inp: BinaryIO) -> int:
+def serve(settings_loader: Callable[[], Settings], out: BinaryIO, inp_fd: int, pinned: str | None = None) -> int:
     # Our own log at INFO; libraries (rdt prints "Guidance" notes) only from WARNING.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="ctgan_server: %(message)s")
     log.setLevel(logging.INFO)
@@ -221,25 +427,61 @@ def serve(settings_loader: Callable[[], Settings], out: BinaryIO, inp: BinaryIO)
     # the clean-up below still runs.
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, _exit_on_signal)
+    inbox = Inbox(inp_fd)
     server = None
     try:
-        for line in inp:
+        refusal = _not_the_protocol(inbox, pinned)
+        if refusal:
+            print(f"ctgan_server: {refusal}", file=sys.stderr)
+            out.write(encode(error_reply(None, ProtocolError(refusal))))
+            return ProtocolError.exit_code
+        while True:
+            try:
+                line = inbox.readline()
+            except CloseSession as exc:
+                out.write(encode(error_reply(None, ProtocolError(f"{exc.args[0]}; this session is closed"))))
+                return ProtocolError.exit_code
+            if line is None:
+                break
             if not line.strip():
                 continue
             if server is None:
                 try:
-                    server = Server(settings_loader(), out)
+                    settings = settings_loader()
+                    CredentialStore(settings.credentials_file).adopt_legacy(settings.legacy_credentials_file)
+                    server = Server(settings, out, inbox, pinned)
                 except CtganError as exc:
-                    out.write(encode(error_reply(decode(line).get("id"), exc)))
-                    out.flush()
+                    out.write(encode(error_reply(_id_of(line), exc)))
                     return exc.exit_code
-            server.handle(line)
+            if not server.handle(line):
+                return ProtocolError.exit_code
     except BrokenPipeError:
         return 1  # the client went away mid-reply
     finally:
         if server is not None:
             server.discard_unclaimed_uploads()
     return 0
+
+
+def _id_of(line: bytes) -> Any:
+    try:
+        return decode(line).get("id")
+    except ProtocolError:
+        return None
+
+
+def _not_the_protocol(inbox: Inbox, pinned: str | None) -> str | None:
+    """Why this session is not our client speaking, if it is not: a shell command, sftp, a typed line."""
+    asked = os.environ.get("SSH_ORIGINAL_COMMAND")
+    # Our client asks for `cd DIR && exec PYTHON -m ctgan_server serve`.
+    if pinned is not None and asked is not None and not asked.rstrip().endswith("ctgan_server serve"):
+        # A forced command runs us whatever the client asked for; say no plainly.
+        shown = asked if len(asked) < 60 else asked[:57] + "..."
+        return f"this SSH key only runs the ctgan-server-cli protocol (python -m ctgan_host), not {shown!r}"
+    first = inbox.first_byte()
+    if first is not None and first != ord("{"):
+        return "this SSH key only runs the ctgan-server-cli protocol (python -m ctgan_host); no shell, no sftp"
+    return None
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:

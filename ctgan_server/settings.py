@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import ConfigError
+
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -17,20 +19,59 @@ class Settings:
     device: str = "auto"  # "auto" picks CUDA when torch sees one
     torch_threads: int = 0  # 0 leaves torch's own default, per job
     max_running_jobs: int = 1  # fits beyond this wait as QUEUED, first in, first out
+    # The sshd file `users add --key` writes forced-command lines into.
+    authorized_keys: Path = Path("~/.ssh/authorized_keys")
+    # Limits: each refused request gets a LimitError (exit 13).  The defaults
+    # are sized so that a 2-core, 24 GB server survives a hostile user.
+    max_upload_bytes: int = 2 * GIB  # compressed, as it arrives
+    max_csv_bytes: int = 8 * GIB  # decompressed
+    max_ratio: int = 200  # decompressed / compressed (a gzip bomb has thousands)
+    max_rows: int = 5_000_000
+    max_columns: int = 2_000
+    max_epochs: int = 10_000
+    max_jobs_per_user: int = 8  # queued + running
+    max_sample_rows: int = 50_000_000
+    quota_bytes: int = 20 * GIB  # a user's models + synthetic datasets on disk
+    job_retention_days: int = 30  # finished job logs older than this are removed at login
+    max_login_delay: int = 30  # seconds: the cap of the growing delay after failed logins
 
     @property
     def credentials_file(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    @property
+    def legacy_credentials_file(self) -> Path:
+        """Where users lived before credentials.json; moved from there once, on first start."""
         return self.server_dir / "credentials.py"
+
+
+# [service] keys that are whole numbers, with the smallest value each accepts.
+_WHOLE_NUMBERS = {
+    "torch_threads": 0,
+    "max_running_jobs": 1,
+    "max_upload_bytes": 1,
+    "max_csv_bytes": 1,
+    "max_ratio": 1,
+    "max_rows": 1,
+    "max_columns": 1,
+    "max_epochs": 1,
+    "max_jobs_per_user": 1,
+    "max_sample_rows": 1,
+    "quota_bytes": 1,
+    "job_retention_days": 1,
+    "max_login_delay": 0,
+}
 
 
 def server_dir() -> Path:
     # The client runs `cd server_dir && python -m ctgan_server serve`, so the
-    # working directory is the checkout; the variable exists for admin scripts.
+    # working directory is the checkout; the variable exists for admin scripts
+    # and for jobs.  A forced command passes `--dir` instead.
     return Path(os.environ.get("CTGAN_SERVER_DIR") or os.getcwd()).resolve()
 
 
 def load_settings(root: Path | None = None) -> Settings:
-    root = root or server_dir()
+    root = (root or server_dir()).resolve()
     section: dict = {}
     config_file = root / "config.toml"
     if config_file.is_file():
@@ -39,18 +80,25 @@ def load_settings(root: Path | None = None) -> Settings:
                 section = tomllib.load(fh).get("service", {})
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_file}: {exc}") from exc
+    known = {f.name for f in fields(Settings)} - {"server_dir"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown [service] key {unknown[0]!r}")
     data_dir = Path(os.path.expanduser(str(section.get("data_dir", "."))))
     if not data_dir.is_absolute():
         data_dir = root / data_dir
     device = str(section.get("device", "auto"))
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise ConfigError(f"{config_file}: [service] device must be auto, cpu or cuda, not {device!r}")
-    threads = section.get("torch_threads", 0)
-    if not isinstance(threads, int) or threads < 0:
-        raise ConfigError(f"{config_file}: [service] torch_threads must be a whole number >= 0")
-    running = section.get("max_running_jobs", 1)
-    if not isinstance(running, int) or isinstance(running, bool) or running < 1:
-        raise ConfigError(f"{config_file}: [service] max_running_jobs must be a whole number >= 1")
-    return Settings(
-        server_dir=root, data_dir=data_dir.resolve(), device=device, torch_threads=threads, max_running_jobs=running
-    )
+    numbers = {}
+    for key, minimum in _WHOLE_NUMBERS.items():
+        if key not in section:
+            continue
+        value = section[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"{config_file}: [service] {key} must be a whole number >= {minimum}")
+        numbers[key] = value
+    keys_file = Path(os.path.expanduser(str(section.get("authorized_keys", "~/.ssh/authorized_keys"))))
+    if not keys_file.is_absolute():
+        keys_file = root / keys_file
+    return Settings(server_dir=root, data_dir=data_dir.resolve(), device=device, authorized_keys=keys_file, **numbers)

@@ -23,8 +23,9 @@ def make_server(root: Path) -> Path:
     """A server checkout: the package (linked), a config.toml, and two users."""
     root.mkdir()
     (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
-    (root / "config.toml").write_text("[service]\ndevice = \"cpu\"\ntorch_threads = 1\n")
-    store = CredentialStore(root / "credentials.py")
+    # authorized_keys inside the checkout: no test may touch the real ~/.ssh.
+    (root / "config.toml").write_text('[service]\ndevice = "cpu"\ntorch_threads = 1\nauthorized_keys = "ssh/authorized_keys"\n')
+    store = CredentialStore(root / "credentials.json")
     for user, password in PASSWORDS.items():
         store.add(user, password)
     return root

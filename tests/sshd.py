@@ -36,20 +36,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_sshd(folder: Path) -> Iterator[SSHD]:
-    """sshd -D as the current user at a free port, with a temporary host key and authorized_keys."""
+def running_sshd(folder: Path, authorized_keys: Path | None = None, python_path: str | None = None) -> Iterator[SSHD]:
+    """sshd -D as the current user at a free port, with a temporary host key and authorized_keys.
+
+    ``authorized_keys`` points sshd at another file (one `users add --key`
+    writes; the admin's unrestricted client key is put in it first).
+    ``python_path`` is set for every session, as an installed package would
+    be, so a forced `python -m ctgan_server` finds the code from the home folder.
+    """
     if not SSHD_BINARY.exists() or not shutil.which("ssh-keygen"):
         raise SSHDUnavailable("OpenSSH server not installed (apt-get install openssh-server)")
     for name in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / name)], check=True)
-    (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
+    keys_file = authorized_keys or folder / "authorized_keys"
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    keys_file.write_text((folder / "client_key.pub").read_text())
+    keys_file.chmod(0o600)
     port = free_port()
+    set_env = f"SetEnv PYTHONPATH={python_path}\n" if python_path else ""
     (folder / "sshd_config").write_text(
         f"""Port {port}
 ListenAddress 127.0.0.1
 HostKey {folder / 'host_key'}
 PidFile {folder / 'sshd.pid'}
-AuthorizedKeysFile {folder / 'authorized_keys'}
+AuthorizedKeysFile {keys_file}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -58,7 +68,7 @@ StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp internal-sftp
 LogLevel ERROR
-"""
+{set_env}"""
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir

@@ -20,7 +20,7 @@ def test_hash_is_salted_scrypt_and_verifies():
 
 
 def test_store_round_trip_without_plaintext(tmp_path):
-    store = CredentialStore(tmp_path / "credentials.py")
+    store = CredentialStore(tmp_path / "credentials.json")
     store.add("alice", "s3cret-password")
     assert "s3cret-password" not in store.path.read_text()
     assert store.authenticate("alice", "s3cret-password") == "alice"
@@ -33,26 +33,41 @@ def test_store_round_trip_without_plaintext(tmp_path):
 
 @pytest.mark.parametrize("user", ["mallory", "../alice", "", None])
 def test_unknown_or_invalid_user_gets_the_same_error(tmp_path, user):
-    store = CredentialStore(tmp_path / "credentials.py")
+    store = CredentialStore(tmp_path / "credentials.json")
     store.add("alice", "s3cret-password")
     with pytest.raises(AuthError, match="^wrong username or password$"):
         store.authenticate(user, "s3cret-password")
 
 
 def test_invalid_names_and_short_passwords_are_refused(tmp_path):
-    store = CredentialStore(tmp_path / "credentials.py")
+    store = CredentialStore(tmp_path / "credentials.json")
     with pytest.raises(InvalidNameError):
         store.add("../bob", "long-enough-pw")
     with pytest.raises(BadDataError):
         store.add("bob", "short")
 
 
-def test_credentials_file_is_parsed_not_executed(tmp_path):
+def test_legacy_credentials_py_is_moved_once_and_never_executed(tmp_path):
+    from ctgan_server.auth import LEGACY_TEMPLATE
+
     marker = tmp_path / "pwned"
-    path = tmp_path / "credentials.py"
-    path.write_text(f"open({str(marker)!r}, 'w').write('x')\nUSERS = {{'alice': {hash_password('pw-pw-pw-pw')!r}}}\n")
-    assert CredentialStore(path).authenticate("alice", "pw-pw-pw-pw") == "alice"
+    legacy = tmp_path / "credentials.py"
+    legacy.write_text(f"open({str(marker)!r}, 'w').write('x')\nUSERS = {{'alice': {hash_password('pw-pw-pw-pw')!r}}}\n")
+    store = CredentialStore(tmp_path / "data" / "credentials.json")
+    assert store.adopt_legacy(legacy) == ["alice"]
+    assert store.authenticate("alice", "pw-pw-pw-pw") == "alice"
     assert not marker.exists()
+    assert legacy.read_text() == LEGACY_TEMPLATE  # what git ships: a pull never conflicts with users
+    assert oct(store.path.stat().st_mode & 0o777) == "0o600"
+    assert store.adopt_legacy(legacy) == []  # once
+
+
+def test_username_check_is_a_full_match():
+    from ctgan_server.auth import check_username
+
+    for bad in ("alice\n", "alice\nbob", " alice", "Alice"):
+        with pytest.raises(InvalidNameError):
+            check_username(bad)
 
 
 def _users(server_dir, *args, input=""):
@@ -66,8 +81,8 @@ def test_users_command(server_dir):
     assert _users(server_dir, "add", "carol", "--password-stdin", input="carol-password\n").returncode == 0
     assert _users(server_dir, "list").stdout.split() == ["alice", "bob", "carol"]
     assert _users(server_dir, "passwd", "carol", "--password-stdin", input="new-carol-pw\n").returncode == 0
-    assert CredentialStore(server_dir / "credentials.py").authenticate("carol", "new-carol-pw") == "carol"
-    assert _users(server_dir, "remove", "carol").returncode == 0
+    assert CredentialStore(server_dir / "credentials.json").authenticate("carol", "new-carol-pw") == "carol"
+    assert _users(server_dir, "remove", "carol", "--yes").returncode == 0
     dup = _users(server_dir, "add", "alice", "--password-stdin", input="whatever-pw\n")
     assert dup.returncode == 5 and dup.stderr.startswith("Error: user 'alice' already exists")
     bad = _users(server_dir, "add", "../x", "--password-stdin", input="whatever-pw\n")

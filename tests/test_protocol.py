@@ -13,6 +13,7 @@ import pytest
 
 from conftest import PASSWORDS, REPO, run_cli, write_client_config
 from ctgan_host import Client
+from ctgan_server.auth import CredentialStore
 from ctgan_host.session import Session
 from ctgan_host.transport import open_connection
 from ctgan_server.errors import AuthError, ModelVersionError, NotFoundError, UsageError, VersionMismatchError
@@ -125,7 +126,7 @@ def test_listing_imports_no_torch_pandas_or_ctgan(local_config):
     requests = "\n".join(
         json.dumps(r)
         for r in (
-            {"id": 1, "method": "hello", "params": {"protocol": 1, "version": __import__("ctgan_server").__version__}},
+            {"id": 1, "method": "hello", "params": {"protocol": 2, "version": __import__("ctgan_server").__version__}},
             {"id": 2, "method": "login", "params": {"user": "alice", "password": "alice-secret-pw"}},
             {"id": 3, "method": "models", "params": {}},
             {"id": 4, "method": "datasets", "params": {}},
@@ -159,11 +160,8 @@ def test_unclaimed_upload_is_deleted_when_the_session_ends(client, server_dir, t
     from ctgan_host.transfer import Transfer
 
     client.login("alice", PASSWORDS["alice"])
-    staged = client.session.call("upload")
-    Transfer(client.session.connection).put_gzipped(tiny_csv, staged["path"])
-    from pathlib import Path
-
-    path = Path(staged["path"])
+    staged = Transfer(client.session).upload(tiny_csv, tiny_csv.name)
+    path = server_dir / "original_data" / "alice" / f"{staged['token']}.csv.gz"
     assert path.is_file() and stat.S_IMODE(path.stat().st_mode) == 0o600
     client.close()  # e.g. the laptop lid closes between upload and fit
     assert not path.exists()
@@ -180,6 +178,7 @@ def test_failed_login_closes_the_connection(client):
 def test_service_data_dir_moves_the_data(server_dir, tmp_path):
     elsewhere = tmp_path / "data elsewhere"
     (server_dir / "config.toml").write_text(f'[service]\ndata_dir = "{elsewhere}"\ndevice = "cpu"\n')
+    CredentialStore(elsewhere / "credentials.json").add("bob", PASSWORDS["bob"])  # users live with the data
     with Client(server_dir=str(server_dir), python=sys.executable, synthetic_output=tmp_path / "s") as client:
         client.login("bob", PASSWORDS["bob"])
         model = client.fit(pd.DataFrame({"x": np.arange(30) % 4, "y": np.linspace(0, 1, 30)}), epochs=1, name="moved")

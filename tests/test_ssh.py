@@ -1,4 +1,4 @@
-"""Integration: the full CLI against a real OpenSSH sshd on 127.0.0.1, files over real SFTP."""
+"""Integration: the full CLI against a real OpenSSH sshd on 127.0.0.1, files in the session's own frames."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
     root.mkdir(parents=True)
     try:
         (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
-        CredentialStore(root / "credentials.py").add("bob", PASSWORDS["bob"])
+        CredentialStore(root / "credentials.json").add("bob", PASSWORDS["bob"])
         config = write_client_config(
             client_root / "config.toml",
             {
@@ -163,9 +163,9 @@ def test_not_an_ssh_server_is_one_line(client_root, server_dir):
     assert result.code == 6 and result.err.startswith("Error: cannot reach 127.0.0.1") and result.err.count("\n") == 1, result.err
 
 
-def test_staged_upload_is_private_over_sftp(ssh_config, server_dir, tiny_csv):
+def test_staged_upload_is_private_over_ssh(ssh_config, server_dir, tiny_csv):
     import stat
-    from pathlib import Path
+    import time
 
     from conftest import PASSWORDS
     from ctgan_host import Client
@@ -173,13 +173,11 @@ def test_staged_upload_is_private_over_sftp(ssh_config, server_dir, tiny_csv):
 
     with Client.from_config(ssh_config) as client:
         client.login("alice", PASSWORDS["alice"])
-        staged = client.session.call("upload")
-        Transfer(client.session.connection).put_gzipped(tiny_csv, staged["path"])
-        assert stat.S_IMODE(Path(staged["path"]).stat().st_mode) == 0o600
+        staged = Transfer(client.session).upload(tiny_csv, tiny_csv.name)
+        path = server_dir / "original_data" / "alice" / f"{staged['token']}.csv.gz"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # the SSH session ended without a fit: the original is gone
-    import time
-
     deadline = time.time() + 10
-    while Path(staged["path"]).exists() and time.time() < deadline:
+    while path.exists() and time.time() < deadline:
         time.sleep(0.1)
-    assert not Path(staged["path"]).exists()
+    assert not path.exists()
