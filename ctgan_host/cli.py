@@ -250,6 +250,18 @@ def jobs_logs(app: App, job: str) -> None:
         print(line)
 
 
+@jobs.command("delete")
+@click.argument("job")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@pass_app
+def jobs_delete(app: App, job: str, yes: bool) -> None:
+    """Remove a finished job's log from the server (its model stays)."""
+    client = app.login()
+    _confirm_delete(f"the log of job {job}", yes)
+    client.delete_job(job)
+    ui.out.print(f"Deleted job {job}")
+
+
 def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable, delete_method: str, delete_help: str) -> click.Group:
     """`models` and `datasets`: list your files on the server, or `delete NAME` one of them."""
 

@@ -272,6 +272,10 @@ class Client:
     def job_logs(self, job: str) -> list[str]:
         return self.session.call("job_logs", job=job)
 
+    def delete_job(self, job: str) -> None:
+        """Remove a finished job's log from the server."""
+        self.session.call("delete_job", job=job)
+
     # -- sample and download -----------------------------------------------------
     def sample_to_file(
         self,

@@ -10,11 +10,18 @@ dies however it dies.
 
 A job is alive while a process with its PID and the same start time exists;
 comparing start times guards against the PID having been reused.
+
+A job leaves nothing behind it does not need: it starts with an allowlisted
+environment (no password or other secret of the session that started it),
+its own output file holds no value of the data, and its files go when the
+job is deleted, when its model is deleted, or when they are older than
+``job_retention_days`` (swept at login).
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
@@ -24,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping, TextIO
 
 from .errors import CanceledError, CtganError, InternalError, InvalidNameError, NotFoundError, UsageError
 from .settings import Settings
@@ -36,6 +43,45 @@ CANCEL_GRACE_SECONDS = 8  # then SIGKILL: the issue allows 10 s in all
 STARTUP_GRACE_SECONDS = 30  # a job whose process is not recorded yet is young, not dead
 POLL_SECONDS = 0.2
 _JOB_ID = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
+# The files of one job, by suffix; the log (.jsonl) is the job's existence.
+_JOB_FILE = re.compile(r"^(\d{8}t\d{6}-[0-9a-f]{6})(\.jsonl|\.stderr|\.request\.json)$")
+DAY_SECONDS = 86_400
+
+# What a job (or a local server) inherits from the environment of the process
+# that starts it; everything else is dropped.  An allowlist, not a denylist:
+# the variables a session may carry are open-ended (CTGAN_PASSWORD from a
+# client's shell, SSH_AUTH_SOCK, a cloud token in a .bashrc) and any of them
+# would be readable in /proc/<pid>/environ by whoever can read the process,
+# for as long as a fit runs.
+ENV_ALLOWLIST = (
+    # finding programs and libraries, and the account's own folders
+    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR",
+    "PYTHONPATH", "VIRTUAL_ENV",
+    # CUDA and MKL installed outside the system paths (conda, HPC modules)
+    # are found only through it; without it a GPU server silently fits on CPU
+    "LD_LIBRARY_PATH",
+    # text encoding and time zone of what the libraries read and print
+    "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+    # which GPUs and how many threads an admin granted this account
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+)
+# Left out on purpose: SSH_AUTH_SOCK (it would let a job use the user's SSH
+# agent), the other SSH_* (the audit log records the address at login),
+# PYTHONSTARTUP/PYTHONHOME/PYTHONINSPECT (change what the interpreter runs),
+# and every CTGAN_* but the CTGAN_SERVER_DIR the caller passes in ``extra``.
+
+
+def minimal_env(extra: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allowlisted part of ``environ`` (default: this process's), plus ``extra``.
+
+    Used for job processes here, and by the client's local transport for the
+    `serve` process, so neither inherits a password from the caller's shell.
+    """
+    source = os.environ if environ is None else environ
+    env = {key: source[key] for key in ENV_ALLOWLIST if key in source}
+    env.update(extra or {})
+    return env
 
 
 def process_start(pid: int) -> str | None:
@@ -161,6 +207,88 @@ class JobStore:
         jobs = [self.status(path.name[: -len(".jsonl")]) for path in sorted(self.dir.glob("*.jsonl"))]
         return [public(job) for job in jobs]
 
+    # -- removing jobs --------------------------------------------------------
+
+    def delete(self, job_id: str) -> dict[str, Any]:
+        """Remove a finished job's files; a QUEUED or RUNNING job is refused. Returns the job as it was."""
+        job = self.status(self.check_id(job_id))  # status: a dead job counts as finished (FAILED)
+        if job["state"] in (QUEUED, RUNNING):
+            raise UsageError(f"job {job_id} is {job['state']}: cancel it first (`jobs cancel {job_id}`)")
+        self._remove_files(job_id)
+        return public(job)
+
+    def _remove_files(self, job_id: str) -> None:
+        # The log goes last: until then the job is still listed, so an
+        # interrupted delete can simply be repeated (and sweep takes orphans).
+        self.output_path(job_id).unlink(missing_ok=True)
+        self.request_path(job_id).unlink(missing_ok=True)
+        self.log_path(job_id).unlink(missing_ok=True)
+
+    def delete_for_model(self, model_name: str) -> list[str]:
+        """Remove the log of the job that made ``model_name`` (when the model is deleted); returns the job ids removed.
+
+        The log holds the model's losses and its plan, so it must not outlive
+        the model.  Only DONE jobs name a model as their result; the name is
+        only compared, never used as a path.
+        """
+        if not self.dir.is_dir():
+            return []
+        needle = json.dumps(model_name).encode()  # as it appears inside the log: skip logs that cannot match
+        removed = []
+        for path in sorted(self.dir.glob("*.jsonl")):
+            job_id = path.name[: -len(".jsonl")]
+            if not _JOB_ID.match(job_id):
+                continue
+            try:
+                if needle not in path.read_bytes():
+                    continue
+                events, _ = self.read(job_id)
+            except FileNotFoundError:
+                continue  # deleted meanwhile by another session
+            if any(e.get("event") == "state" and e.get("state") == DONE and e.get("model") == model_name for e in events):
+                self._remove_files(job_id)
+                removed.append(job_id)
+        return removed
+
+    def sweep(self, retention_days: float, now: float | None = None) -> int:
+        """At login: remove finished jobs untouched for ``retention_days``, and old orphan files; returns how many jobs.
+
+        Age is the log's modification time, i.e. the job's last event, so a
+        job is kept for the retention period after it ended, not after it
+        started.  A QUEUED or RUNNING job is kept however old (a long queue);
+        an old one whose process is gone is marked FAILED by ``status`` and
+        goes too.  An orphan is a ``.stderr`` or ``.request.json`` without a
+        log (an interrupted delete, a start that failed half-way).
+        """
+        if not self.dir.is_dir():
+            return 0
+        now = time.time() if now is None else now
+        cutoff = now - retention_days * DAY_SECONDS
+        removed: set[str] = set()
+        for path in sorted(self.dir.iterdir()):
+            match = _JOB_FILE.match(path.name)
+            if not match:
+                continue  # never remove a file this module did not name
+            job_id, suffix = match.groups()
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            if suffix == ".jsonl":
+                try:
+                    # a log with no state at all is not a job anyone can follow: it goes too
+                    if self.status(job_id)["state"] in (QUEUED, RUNNING):
+                        continue
+                except FileNotFoundError:
+                    continue
+                self._remove_files(job_id)
+                removed.add(job_id)
+            elif not self.log_path(job_id).exists():
+                path.unlink(missing_ok=True)
+                removed.add(job_id)
+        return len(removed)
+
 
 def fold(job_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A job's current picture from its events."""
@@ -204,7 +332,9 @@ def start(settings: Settings, store: JobStore, request: dict[str, Any], dataset:
         job_id,
         {"event": "state", "state": QUEUED, "dataset": dataset, "epochs": request["epochs"], "created": iso_utc(now), "created_at": now},
     )
-    env = {**os.environ, "CTGAN_SERVER_DIR": str(settings.server_dir)}
+    # Only the allowlist: this `serve` may hold CTGAN_PASSWORD (a local
+    # transport started from the user's shell) or an SSH agent socket.
+    env = minimal_env({"CTGAN_SERVER_DIR": str(settings.server_dir)})
     output_fd = os.open(store.output_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(output_fd, "ab") as output:
         try:
@@ -228,8 +358,15 @@ def start(settings: Settings, store: JobStore, request: dict[str, Any], dataset:
     return job_id
 
 
-def follow(store: JobStore, job_id: str, emit: Any) -> dict[str, Any]:
-    """Pass on the job's events as they are written, until it finishes; returns its final picture."""
+def follow(store: JobStore, job_id: str, emit: Any, client_gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Pass on the job's events as they are written, until it finishes; returns its final picture.
+
+    ``client_gone`` is asked at every poll (every POLL_SECONDS): when it says
+    the client has hung up, this raises ConnectionAbortedError instead of
+    waiting on.  Without it a `serve` whose client died while following a
+    QUEUED job (no events, so no failed write to notice) would linger until
+    the job ended, perhaps days later.  The job itself is not touched.
+    """
     offset = 0
     last_check = 0.0
     state = None
@@ -248,6 +385,8 @@ def follow(store: JobStore, job_id: str, emit: Any) -> dict[str, Any]:
             last_check = time.monotonic()
             if store.status(job_id)["state"] in FINISHED:
                 continue  # the status check just recorded its end: pass that event on
+        if client_gone is not None and client_gone():
+            raise ConnectionAbortedError(f"the client stopped following job {job_id}")
         time.sleep(POLL_SECONDS)
 
 
@@ -345,8 +484,165 @@ def _raise_canceled(signum: int, _frame: Any) -> None:
     raise _Canceled()
 
 
+# -- the job's own output file: useful to an admin, free of data ---------------------
+#
+# The job's stdout and stderr are ``jobs/<user>/<id>.stderr``, kept on the
+# server for weeks and readable through `jobs logs`.  Anything a library says
+# can quote the data: a pandas ValueError names the cell it could not parse, a
+# warning quotes the offending category, an object's repr prints rows.  So in
+# the job process nothing reaches that file except lines written here, and
+# those carry what an admin needs to find a fault in the code or the server
+# (what kind of problem, raised where, through which frames) and never a
+# message text:
+#   - warnings: category and the file:line that raised it;
+#   - log records of libraries (WARNING and up): level, logger and file:line;
+#   - uncaught exceptions (main thread, other threads, "unraisable" ones in
+#     __del__): the type of each exception in the chain and its traceback
+#     frames (file, line, function, source line of the code), no message and
+#     no local variables;
+#   - a fatal signal (segfault in native code): faulthandler's frame dump;
+#   - at the end, how many writes of free text by libraries were withheld.
+# File descriptors 1 and 2 themselves point at /dev/null, so what native code
+# and child processes (joblib's workers inherit them) print is dropped too.
+
+_safe_log: TextIO | None = None  # kept for the process's life: faulthandler writes to its descriptor
+
+
+class _Withheld(io.TextIOBase):
+    """sys.stdout/sys.stderr of a job: counts what libraries write, keeps none of it."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self.writes += 1
+        return len(text)
+
+    def fileno(self) -> int:
+        return 2  # /dev/null by now: code that writes to the raw descriptor loses it as well
+
+    def isatty(self) -> bool:
+        return False  # no progress bars, no colours
+
+
+def _say(text: str) -> None:
+    if _safe_log is not None:
+        try:
+            _safe_log.write(f"{iso_utc(time.time())} {text}\n")
+        except (OSError, ValueError):
+            pass  # a full disk must not turn a report into a second failure
+
+
+def _where(filename: str, lineno: int | None) -> str:
+    return f"{filename}:{lineno}"
+
+
+def data_free_traceback(exc: BaseException) -> list[str]:
+    """An exception as the job's output file shows it: types and frames of the whole chain, no messages."""
+    import traceback
+
+    lines: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        lines.append(f"{kind.__module__}.{kind.__qualname__} (message withheld: it may quote data)")
+        for frame in traceback.extract_tb(current.__traceback__):
+            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+            if frame.line:
+                lines.append(f"    {frame.line.strip()}")
+        nxt = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        if nxt is not None:
+            lines.append("raised while handling:" if current.__cause__ is None else "caused by:")
+        current = nxt
+    return lines
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    _say(f"warning {category.__module__}.{category.__qualname__} at {_where(filename, lineno)} (message withheld)")
+
+
+def _format_warning(message: Any, category: type, filename: str, lineno: int, line: Any = None) -> str:
+    # for code that formats a warning itself (logging.captureWarnings does)
+    return f"{category.__module__}.{category.__qualname__} at {_where(filename, lineno)} (message withheld)\n"
+
+
+def _excepthook(kind: type, exc: BaseException, tb: Any) -> None:
+    _say("uncaught exception:\n" + "\n".join(data_free_traceback(exc.with_traceback(tb))))
+
+
+def _thread_excepthook(args: Any) -> None:
+    if args.exc_value is not None:
+        name = args.thread.name if args.thread is not None else "?"
+        _say(f"uncaught exception in thread {name}:\n" + "\n".join(data_free_traceback(args.exc_value)))
+
+
+def _unraisablehook(unraisable: Any) -> None:
+    # The default prints repr(unraisable.object), which can be a frame of data.
+    if unraisable.exc_value is not None:
+        _say("ignored exception (unraisable):\n" + "\n".join(data_free_traceback(unraisable.exc_value)))
+
+
+def keep_output_data_free() -> _Withheld:
+    """Make this job process's own output file data-free (see above); returns the sink that counts what was withheld."""
+    global _safe_log
+    import faulthandler
+    import logging
+    import threading
+    import warnings
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    # A private descriptor on the output file, then 1 and 2 on /dev/null.
+    _safe_log = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sink = _Withheld()
+    sys.stdout = sys.stderr = sink
+
+    warnings.showwarning = _show_warning
+    warnings.formatwarning = _format_warning
+
+    class DataFreeHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # never record.getMessage(): its arguments are whatever the library logged
+            _say(f"log {record.levelname} {record.name} at {_where(record.pathname, record.lineno)} (message withheld)")
+
+    # Libraries log to their own loggers without handlers; Python then uses
+    # lastResort (WARNING and up).  A handler a library adds itself writes to
+    # sys.stderr, i.e. the sink.
+    logging.lastResort = DataFreeHandler(logging.WARNING)
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+    sys.unraisablehook = _unraisablehook
+    faulthandler.enable(file=_safe_log)
+    return sink
+
+
 def run_job(settings: Settings, user: str, job_id: str) -> int:
     """The body of `python -m ctgan_server job USER ID`."""
+    sink = keep_output_data_free()
+    _say(f"job {job_id} of {user}: pid {os.getpid()}, python {sys.version.split()[0]}")
+    try:
+        code = _run_job(settings, user, job_id)
+    finally:
+        if sink.writes:
+            _say(f"{sink.writes} writes of library output withheld (they may quote data)")
+    _say(f"job {job_id}: exit {code}")
+    return code
+
+
+def _run_job(settings: Settings, user: str, job_id: str) -> int:
     from .fitting import run_fit
     from .storage import UserStorage
 
@@ -402,10 +698,21 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
         emit({"event": "state", "state": FAILED, "error": {"type": type(exc).__name__, "message": exc.message}})
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001  recorded for `jobs`, traceback in the job's stderr file
-        import traceback
-
-        traceback.print_exc()
-        emit({"event": "state", "state": FAILED, "error": {"type": "InternalError", "message": f"unexpected {type(exc).__name__}: {exc}"}})
+        # Neither place gets str(exc): an unexpected error comes from a
+        # library (pandas, torch, rdt) and its message may quote a value.
+        # The admin finds where it was raised in the job's output file.
+        _say("the fit failed:\n" + "\n".join(data_free_traceback(exc)))
+        emit(
+            {
+                "event": "state",
+                "state": FAILED,
+                "error": {
+                    "type": "InternalError",
+                    "message": f"unexpected {type(exc).__name__} in the fit; `jobs logs {job_id}` shows where"
+                    " (its message is withheld: it may quote data)",
+                },
+            }
+        )
         return 11
     finally:
         # Whatever happened, neither the confidential upload nor a queue ticket outlives the job.

@@ -85,7 +85,8 @@ def write_frames(write: Callable[[bytes], Any], blocks: Iterable[bytes]) -> tupl
         view = memoryview(block)
         for start in range(0, len(view), MAX_FRAME):
             piece = view[start : start + MAX_FRAME]
-            write(_FRAME_HEADER.pack(len(piece)) + piece)
+            write(_FRAME_HEADER.pack(len(piece)))
+            write(piece)
             digest.update(piece)
             size += len(piece)
     write(_FRAME_HEADER.pack(0))

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, as_user, run_cli
 from ctgan_server.jobs import JobStore, process_start
 
-LONG = "100000"  # epochs: a job that runs until it is stopped
+LONG = "10000"  # epochs: a job that runs until it is stopped
 
 
 def _wait(predicate, timeout: float = 60, what: str = "condition"):

@@ -1,0 +1,121 @@
+"""Protocol tier: what a session refuses: guessing, input that is not the protocol, huge lines, a vanished client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import PASSWORDS, REPO, as_user, run_cli
+from ctgan_host import Client
+from ctgan_server.errors import AuthError, ConnectError
+
+
+@pytest.fixture
+def client(server_dir, tmp_path):
+    with Client(server_dir=str(server_dir), python=sys.executable, synthetic_output=tmp_path / "out") as c:
+        yield c
+
+
+def serve(server_dir, data: bytes, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ctgan_server", "serve", *args], input=data, capture_output=True, timeout=30,
+        cwd=server_dir, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_sixth_login_in_a_session_is_refused_because_the_session_closed(client):
+    client.connect()
+    session = client._session
+    for attempt in range(5):
+        with pytest.raises(AuthError):
+            session.login("alice", f"wrong-password-{attempt}")
+    with pytest.raises(ConnectError):
+        session.login("alice", PASSWORDS["alice"])  # even the right password: nobody is listening any more
+    assert session.connection.proc.wait(5) is not None
+
+
+def test_failures_slow_down_the_next_login_for_that_name_across_connections(server_dir, client):
+    with open(server_dir / "config.toml", "a") as fh:
+        fh.write("max_login_delay = 3\n")  # the default 30 s would make this test take minutes
+
+    def attempt(password: str) -> float:
+        started = time.monotonic()
+        with Client(server_dir=str(server_dir), python=sys.executable) as fresh:
+            try:
+                fresh.login("bob", password)
+            except AuthError:
+                pass
+        return time.monotonic() - started
+
+    first = attempt("wrong-password")
+    for _ in range(9):
+        attempt("wrong-password")
+    assert attempt(PASSWORDS["bob"]) >= first + 2
+    # a success resets the count: the next login is fast again
+    assert attempt(PASSWORDS["bob"]) < first + 1
+    # alice was never slowed down by bob's failures
+    assert attempt(PASSWORDS["alice"]) < first + 1
+
+
+def test_wrong_current_password_in_passwd_counts_as_a_failed_login(server_dir):
+    from ctgan_server.audit import AuditLog, LoginFailures
+
+    with Client(server_dir=str(server_dir), python=sys.executable) as c:
+        c.login("alice", PASSWORDS["alice"])
+        with pytest.raises(AuthError):
+            c.change_password("not-my-password", "a-new-password-1")
+    assert LoginFailures(server_dir, 30).count("alice") == 1
+    assert [line.split()[1] for line in AuditLog(server_dir, "alice").lines()] == ["login", "login-failed"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00\x00\x05\x01\x00\x00\x00\x03",  # what an sftp client sends first
+        b"ls -la\n",
+        b"cat credentials.json",
+    ],
+)
+def test_input_that_is_not_the_protocol_gets_one_line_and_serve_exits(server_dir, data):
+    started = time.monotonic()
+    result = serve(server_dir, data, "--as", "alice")
+    assert time.monotonic() - started < 10 and result.returncode == 10
+    [line] = result.stdout.splitlines()
+    assert "only runs the ctgan-server-cli protocol" in json.loads(line)["error"]["message"]
+
+
+def test_a_shell_command_through_a_forced_key_is_refused_by_name(server_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "ctgan_server", "serve", "--as", "alice"], input=b"", capture_output=True, timeout=30, cwd=server_dir,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "cat credentials.json"},
+    )
+    assert result.returncode == 10 and b"not 'cat credentials.json'" in result.stderr
+
+
+def test_a_request_line_over_one_mib_ends_the_session(server_dir):
+    result = serve(server_dir, b"{" + b"x" * (3 << 20))
+    assert result.returncode == 10
+    [line] = result.stdout.splitlines()
+    assert "longer than 1,048,576 bytes" in json.loads(line)["error"]["message"]
+
+
+def test_serve_exits_when_its_client_is_gone_while_following_a_queued_job(local_config, tiny_csv, server_dir):
+    opts, stdin = as_user("alice")
+    holder = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out)["job"]
+    queued = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "1", "--detach", "--json", input=stdin).out)["job"]
+    try:
+        client = Client(server_dir=str(server_dir), python=sys.executable)
+        client.login("alice", PASSWORDS["alice"])
+        proc = client._session.connection.proc
+        client._session.connection.send(json.dumps({"id": 9, "method": "follow", "params": {"job": queued}}).encode() + b"\n")
+        time.sleep(1)
+        assert proc.poll() is None  # following
+        proc.stdin.close()  # the laptop goes away
+        proc.wait(5)
+    finally:
+        for job in (queued, holder):
+            run_cli(local_config, *opts, "jobs", "cancel", job, input=stdin)
