@@ -179,10 +179,11 @@ def fit(
             raise click.Abort()
     client = app.connect(user, password)
     ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
-    job = client.start_fit(
-        path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
-        holdout=holdout,
-    )
+    with ui.TransferProgress(f"upload {path.name}", path.stat().st_size) as progress:
+        job = client.start_fit(
+            path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
+            holdout=holdout, on_upload=progress,
+        )
     if detach:
         if as_json:
             ui.print_json({"job": job})
@@ -414,8 +415,8 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
     """Bring back a stored synthetic DATASET as a plain CSV."""
     client = app.login()
     dataset = _pick(app, dataset, client.datasets, ui.datasets_table, "Please enter synthetic data to download", "DATASET argument")
-    with ui.status(f"Downloading {dataset}..."):
-        path = client.download_to_file(dataset, out)
+    with ui.TransferProgress(f"download {dataset}") as progress:
+        path = client.download_to_file(dataset, out, on_progress=progress)
     ui.out.print(f"Wrote {path}")
 
 

@@ -310,18 +310,19 @@ class Client:
             path, result = self.sample_to_file(model, rows, tmp, on_event, conditions, seed)
             return _read_csv(path, result.get("dtypes"))
 
-    def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None) -> Path:
-        return self._fetch({"name": name}, out_dir)
+    def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None, on_progress: Progress | None = None) -> Path:
+        """Bring back a stored dataset as a plain CSV in ``out_dir``; ``on_progress`` gets the gzip bytes received."""
+        return self._fetch({"name": name}, out_dir, on_progress)
 
     def download(self, name: str) -> "pd.DataFrame":
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             return _read_csv(self.download_to_file(name, tmp), None)
 
-    def _fetch(self, stored: dict[str, Any], out_dir: str | os.PathLike | None) -> Path:
+    def _fetch(self, stored: dict[str, Any], out_dir: str | os.PathLike | None, on_progress: Progress | None = None) -> Path:
         # The name comes from the server: still only ever a plain file name inside out_dir.
         name = check_file_name(stored["name"], SYNTHETIC_SUFFIX)
         dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(name)
-        path, _ = Transfer(self.session).download("download", dest, name=name)
+        path, _ = Transfer(self.session).download("download", dest, on_progress, name=name)
         return path
 
 

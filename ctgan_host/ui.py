@@ -137,6 +137,35 @@ class FitProgress:
             print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
 
 
+class TransferProgress:
+    """Bytes moved and speed, live on a terminal; silent otherwise.  Call the object with the bytes so far."""
+
+    def __init__(self, description: str, total: int | None = None):
+        self.description, self.total = description, total
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "TransferProgress":
+        if err.is_terminal:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err,
+                transient=True,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.description, total=self.total)
+        return self
+
+    def __call__(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
 def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 

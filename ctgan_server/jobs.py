@@ -42,7 +42,7 @@ FINISHED = (DONE, FAILED, CANCELED)
 CANCEL_GRACE_SECONDS = 8  # then SIGKILL: the issue allows 10 s in all
 STARTUP_GRACE_SECONDS = 30  # a job whose process is not recorded yet is young, not dead
 POLL_SECONDS = 0.2
-_JOB_ID = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
+_JOB_ID = re.compile(r"\d{8}t\d{6}-[0-9a-f]{6}")
 # The files of one job, by suffix; the log (.jsonl) is the job's existence.
 _JOB_FILE = re.compile(r"^(\d{8}t\d{6}-[0-9a-f]{6})(\.jsonl|\.stderr|\.request\.json)$")
 DAY_SECONDS = 86_400
@@ -119,7 +119,7 @@ class JobStore:
         return f"{timestamp(time.time())}-{secrets.token_hex(3)}"
 
     def check_id(self, job_id: Any) -> str:
-        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
             raise InvalidNameError(f"invalid job id {job_id!r}")
         if not self.log_path(job_id).exists():
             raise NotFoundError(f"no job {job_id}; `jobs` lists yours")
@@ -237,7 +237,7 @@ class JobStore:
         removed = []
         for path in sorted(self.dir.glob("*.jsonl")):
             job_id = path.name[: -len(".jsonl")]
-            if not _JOB_ID.match(job_id):
+            if not _JOB_ID.fullmatch(job_id):
                 continue
             try:
                 if needle not in path.read_bytes():
@@ -266,7 +266,7 @@ class JobStore:
         cutoff = now - retention_days * DAY_SECONDS
         removed: set[str] = set()
         for path in sorted(self.dir.iterdir()):
-            match = _JOB_FILE.match(path.name)
+            match = _JOB_FILE.fullmatch(path.name)
             if not match:
                 continue  # never remove a file this module did not name
             job_id, suffix = match.groups()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,13 @@ def test_username_check_is_a_full_match():
     for bad in ("alice\n", "alice\nbob", " alice", "Alice"):
         with pytest.raises(InvalidNameError):
             check_username(bad)
+    from ctgan_server.jobs import JobStore
+    from ctgan_server.storage import check_file_name
+
+    with pytest.raises(InvalidNameError):
+        check_file_name("loans_20260101t000000_model.gz\n", "_model.gz")
+    with pytest.raises(InvalidNameError):
+        JobStore(Path("/nonexistent"), "alice").check_id("20260101t000000-abcdef\n")
 
 
 def _users(server_dir, *args, input=""):
