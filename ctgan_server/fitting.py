@@ -7,12 +7,14 @@ import gzip
 import hashlib
 import io
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
 from .errors import NotFoundError, TransferError, UsageError
+from .limits import check_quota, check_upload_size, check_upload_stream, inflate_upload
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, dataset_stem, iso_utc
@@ -20,10 +22,17 @@ from .storage import UserStorage, dataset_stem, iso_utc
 Emit = Callable[[dict[str, Any]], None]
 
 
-def take_upload(path: Path, sha256: str) -> bytes:
-    """Read a staged original into memory and delete it, whatever happens next."""
+def take_upload(path: Path, sha256: str, settings: Settings | None = None) -> bytes:
+    """Read a staged original into memory and delete it, whatever happens next.
+
+    With ``settings``, a file over [service] max_upload_bytes is refused (and
+    deleted) before it is read, so it never has to fit in memory.
+    """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            if settings is not None:
+                check_upload_size(settings, path.name, os.fstat(fh.fileno()).st_size)
+            data = fh.read()
     except FileNotFoundError:
         raise NotFoundError("the uploaded file is gone from the staging folder; upload again") from None
     finally:
@@ -31,6 +40,17 @@ def take_upload(path: Path, sha256: str) -> bytes:
     if hashlib.sha256(data).hexdigest() != sha256:
         raise TransferError("the upload arrived damaged (sha256 mismatch) and was deleted; try again")
     return data
+
+
+# What the job log's plan event keeps of each column: what the plan table
+# shows, none of it a value from the data.  The log outlives the job, and
+# ranges, categories and ID patterns belong only in the model's JSON.
+PLAN_EVENT_KEYS = ("name", "dtype", "kind", "nulls", "distinct", "reason")
+
+
+def plan_event(rows: int, plan: dict[str, Any]) -> dict[str, Any]:
+    columns = [{key: col[key] for key in PLAN_EVENT_KEYS if key in col} for col in plan["columns"]]
+    return {"event": "plan", "rows": rows, "columns": columns, "warnings": list(plan["warnings"])}
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -150,27 +170,37 @@ def run_fit(
     wait_turn: Callable[[], None] | None = None,
     holdout: float = 0.0,
 ) -> dict[str, Any]:
-    """Load (and delete) the upload, plan it, then train and store the model.
+    """Load (and delete) the upload, wait for a slot, then plan, train and store the model.
 
-    ``wait_turn`` runs between loading and training: a queued job already
-    holds its data in memory, so nothing of the original waits on disk.
+    ``wait_turn`` runs right after loading: a queued job holds its data in
+    memory only, so nothing of the original waits on disk, and only the
+    compressed bytes, so a long queue does not hold every waiting job's
+    decompressed table.  Decompressing, parsing and planning come after it.
     """
-    gz_bytes = take_upload(staged, sha256)  # the original leaves the disk before any parsing or training
+    gz_bytes = take_upload(staged, sha256, settings)  # the original leaves the disk before anything else
     require_ctgan()
+    check_quota(settings, storage)  # a user already over quota would train for a model that cannot be kept
+    # A bomb or an oversized file is refused now, not after the queue: this
+    # pass inflates in small steps and keeps nothing, so it costs CPU only.
+    check_upload_stream(settings, filename, gz_bytes)
+    if wait_turn is not None:
+        wait_turn()
 
-    from .schema import build_plan, identifier_records, read_uploaded_csv
+    # Inflated again, kept this time, only once it is this job's turn.  Still
+    # before pandas is imported: nothing here imports it until parse_csv.
+    raw = inflate_upload(settings, filename, gz_bytes)
+    del gz_bytes
+    from .schema import build_plan, identifier_records, parse_csv
     from .transform import training_frame
 
-    frame = read_uploaded_csv(gz_bytes, filename, text_columns)
-    del gz_bytes
+    frame = parse_csv(raw, filename, text_columns, settings=settings)
+    del raw
     plan = build_plan(frame, overrides)
-    emit({"event": "plan", "rows": len(frame), "columns": plan["columns"], "warnings": plan["warnings"]})
+    emit(plan_event(len(frame), plan))
     # The holdout never reaches training: it is kept in memory only to judge memorisation.
     frame, held_out = split_holdout(frame, holdout, seed)
     train, discrete_columns = training_frame(frame, plan, seed)
     id_records = identifier_records(frame, plan)
-    if wait_turn is not None:
-        wait_turn()
 
     import torch  # noqa: F401  (heavy: imported only once the data is known good)
     from ctgan import CTGAN
@@ -205,8 +235,12 @@ def run_fit(
         model.set_device(torch.device("cpu"))  # stored models load anywhere
         # The identifier hashes travel inside the model file, never in the JSON.
         torch.save({"ctgan": model, "identifiers": id_records}, buffer)
+        from . import signing
+
+        # Signed, so that sampling unpickles only files this server wrote.
+        payload = gzip.compress(buffer.getvalue(), compresslevel=6)
         with reservation.open() as fh:
-            fh.write(gzip.compress(buffer.getvalue(), compresslevel=6))
+            fh.write(signing.sign(signing.server_key(settings), storage.user, reservation.name, payload))
         meta = {
             "format": 2,
             "model": reservation.name,

@@ -6,7 +6,8 @@ import gzip
 import io
 from typing import Any, Callable, Iterator
 
-from .errors import ModelVersionError, UsageError
+from .errors import LimitError, ModelVersionError, UsageError
+from .limits import check_quota, check_sample_rows, quota_message
 from .protocol import MAX_ROWS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
@@ -21,7 +22,12 @@ MAX_CONDITIONAL_DRAWS = 5_000_000
 
 def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: Settings) -> tuple[Any, dict[str, Any]]:
     """Load one of the user's own models, given its JSON; only files this server wrote are ever unpickled."""
+    from . import signing
+
     path = storage.model_path(name)
+    # The signature is checked before anything is decompressed or unpickled:
+    # unpickling a planted file would run its code as the server.
+    payload = signing.verify(signing.server_key(settings), storage.user, name, path.read_bytes())
     require_ctgan()
     made_with = {k: v for k, v in meta.get("versions", {}).items() if k in library_versions()}
     here = library_versions()
@@ -33,7 +39,7 @@ def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: 
     import torch
 
     device = configure_torch(settings)
-    stored = torch.load(io.BytesIO(gzip.decompress(path.read_bytes())), map_location="cpu", weights_only=False)
+    stored = torch.load(io.BytesIO(gzip.decompress(payload)), map_location="cpu", weights_only=False)
     # Files from release 0.1.0 hold the bare model; later ones a bundle with the identifier hashes.
     model, id_records = (stored["ctgan"], stored["identifiers"]) if isinstance(stored, dict) else (stored, {})
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
@@ -52,6 +58,7 @@ def run_sample(
     seed: int | None = None,
 ) -> dict[str, Any]:
     rows = whole_number(rows, "rows", MAX_ROWS)
+    check_sample_rows(settings, rows)  # before the model is loaded: a refusal costs nothing
     if seed is not None:
         whole_number(seed, "seed", MAX_SEED, minimum=0)
     if conditions is not None and not isinstance(conditions, dict):
@@ -59,6 +66,7 @@ def run_sample(
     from .transform import parse_conditions
 
     storage.model_path(model_name)  # "no model named ..." before anything else
+    used = check_quota(settings, storage)  # already over quota: refuse before loading anything
     meta = storage.read_model_meta(model_name)
     # Conditions are checked against the JSON before the model is loaded, so a typo fails fast.
     wanted = parse_conditions(conditions, meta)
@@ -80,9 +88,17 @@ def run_sample(
                 for chunk in _chunks(model, rows, wanted):
                     restore.for_csv(restore(chunk)).to_csv(text, index=False, header=done == 0, sep=meta.get("delimiter", ","))
                     done += len(chunk)
+                    # Checked per chunk, on what has reached the file: the
+                    # overshoot is at most one chunk's gzip, and on refusal
+                    # the finally below removes the temporary file anyway.
+                    if used + hashing.size > settings.quota_bytes:
+                        raise LimitError(quota_message(settings, used + hashing.size))
                     emit({"event": "sample", "rows": done, "total": rows})
                 text.flush()
                 text.detach()
+        # Again on the whole file: a small sample sits in buffers until the gzip is closed.
+        if used + hashing.size > settings.quota_bytes:
+            raise LimitError(quota_message(settings, used + hashing.size))
         reservation.commit()
     finally:
         reservation.abandon()

@@ -9,76 +9,156 @@ Imports pandas: only fit and sample reach this module.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import gzip
 import io
 import re
-import zlib
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import BadDataError, UsageError
+from .errors import BadDataError, LimitError, UsageError
+from .limits import inflate_upload
+from .settings import Settings
 
 # Integer columns with at most this many distinct values are categories
 # (a year, a rating), not measurements: CTGAN models them better one-hot.
 DISCRETE_INT_MAX_DISTINCT = 10
-MAX_COLUMNS = 2000
 OTHER_DELIMITERS = (";", "\t", "|")
 _NUMBER_RE = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*$")
 MISSING_FLAG_SUFFIX = "__missing"
 MAX_DECIMALS = 6
 
 
-def read_uploaded_csv(gz_bytes: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
-    """Parse an uploaded, gzipped CSV held in memory; every failure is a one-line BadDataError.
+# Delimiter detection looks at the first lines only, and never at more than
+# this much of the file (the header line itself may be longer than HEAD_BYTES).
+HEAD_BYTES = 64 * 1024
+HEAD_LINES = 50
+HEADER_MAX_BYTES = 16 * 1024 * 1024
+
+
+def read_uploaded_csv(
+    gz_bytes: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = (), *, settings: Settings | None = None
+) -> pd.DataFrame:
+    """Parse an uploaded, gzipped CSV held in memory; every failure is a one-line BadDataError or LimitError.
+
+    ``settings`` gives the limits; without it the defaults apply.  The fit job
+    calls ``inflate_upload`` and ``parse_csv`` itself, so that the limits pass
+    before this module (and pandas) is even imported.
+    """
+    settings = settings or default_settings()
+    return parse_csv(inflate_upload(settings, filename, gz_bytes), filename, text_columns, settings=settings)
+
+
+def default_settings() -> Settings:
+    return Settings(server_dir=Path("."), data_dir=Path("."))
+
+
+def parse_csv(
+    raw: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = (), *, settings: Settings
+) -> pd.DataFrame:
+    """Parse a decompressed upload that has passed ``GzipGuard``.
 
     ``text_columns`` are read as text whatever they look like, so that a
-    DataFrame's string codes such as "0042" come back as they were.
+    DataFrame's string codes such as "0042" come back as they were.  Only
+    ``raw`` is held whole: the text is checked without keeping a decoded
+    copy, and pandas reads the bytes.
     """
-    try:
-        raw = gzip.decompress(gz_bytes)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise BadDataError(f"{filename}: the upload is not valid gzip ({exc})") from exc
-    if not raw.strip():
+    # isspace() stops at the first other byte and copies nothing (strip() would copy it all).
+    if not raw or raw.isspace():
         raise BadDataError(f"{filename} is empty")
-    if b"\x00" in raw[:65536]:
+    if raw.find(b"\x00", 0, 65536) >= 0:
         raise BadDataError(f"{filename} does not look like a CSV: it holds binary data")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadDataError(
-            f"{filename} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); re-save it as UTF-8"
-        ) from exc
-    delimiter = detect_delimiter(text, filename)
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-    dupes = sorted({name for name in header if header.count(name) > 1})
+    check_utf8(raw, filename)
+    head = _head(raw)
+    delimiter = detect_delimiter(head, filename)
+    header = next(csv.reader(io.StringIO(head), delimiter=delimiter), [])
+    # Before the duplicate check, whose cost grows with the square of the width.
+    if len(header) > settings.max_columns:
+        raise _too_many_columns(filename, len(header), settings)
+    dupes = sorted({name for name, n in Counter(header).items() if n > 1})
     if dupes:
         raise BadDataError(f"{filename} has duplicate column names: {', '.join(dupes)}")
     if header and all(_NUMBER_RE.match(name) for name in header):
         shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
         raise BadDataError(f"{filename}: the first row holds numbers ({shown}), not column names; add a header row")
-    if len(header) > MAX_COLUMNS:
-        raise BadDataError(f"{filename} has {len(header):,} columns; at most {MAX_COLUMNS:,} are supported")
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, dtype={c: object for c in text_columns if c in header} or None
+            io.BytesIO(raw),
+            sep=delimiter,
+            encoding="utf-8-sig",
+            dtype={c: object for c in text_columns if c in header} or None,
         )
     except pd.errors.EmptyDataError as exc:
         raise BadDataError(f"{filename} is empty") from exc
     except (pd.errors.ParserError, ValueError) as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise BadDataError(f"{filename} is not a valid CSV: {detail}") from exc
+    if frame.shape[1] > settings.max_columns:  # the parser may see more fields than the header line showed
+        raise _too_many_columns(filename, frame.shape[1], settings)
+    if len(frame) > settings.max_rows:
+        raise LimitError(
+            f"{filename} has {len(frame):,} rows; at most {settings.max_rows:,} are allowed ([service] max_rows); "
+            "split the file or ask the server's admin to raise the limit"
+        )
     if frame.empty:
         raise BadDataError(f"{filename} has a header but no data rows")
     frame.attrs["delimiter"] = delimiter
     return frame
 
 
+def _too_many_columns(filename: str, count: int, settings: Settings) -> LimitError:
+    return LimitError(
+        f"{filename} has {count:,} columns; at most {settings.max_columns:,} are allowed ([service] max_columns); "
+        "drop some or ask the server's admin to raise the limit"
+    )
+
+
+def check_utf8(raw: bytes, filename: str) -> None:
+    """Refuse bytes that are not UTF-8, naming the first bad byte; no decoded copy of the file is kept."""
+    if raw.isascii():  # the common case, checked in C without decoding
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(raw)
+    step = 1 << 20
+    for start in range(0, len(raw), step):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut at the previous slice's end
+        try:
+            decoder.decode(view[start : start + step], final=start + step >= len(raw))
+        except UnicodeDecodeError as exc:
+            offset = start - pending + exc.start
+            raise BadDataError(
+                f"{filename} is not UTF-8 text (byte 0x{raw[offset]:02x} at offset {offset}); re-save it as UTF-8"
+            ) from exc
+
+
+def _head(raw: bytes) -> str:
+    """The first lines of the file as text: at least its whole first line, else about HEAD_BYTES.
+
+    A line cut off at the end of the sample is dropped, so that it cannot
+    look like a line with fewer fields.
+    """
+    end = min(len(raw), HEAD_BYTES)
+    first_eol = raw.find(b"\n", 0, HEADER_MAX_BYTES)
+    end = max(end, first_eol + 1) if first_eol >= 0 else min(len(raw), HEADER_MAX_BYTES)
+    if end < len(raw):
+        cut = raw.rfind(b"\n", 0, end)
+        if cut >= 0:
+            end = cut + 1
+    # The bytes are valid UTF-8 already; "ignore" only drops a character
+    # split by a HEADER_MAX_BYTES cut.
+    return raw[:end].decode("utf-8-sig", errors="ignore")
+
+
 def detect_delimiter(text: str, filename: str) -> str:
-    """Comma, unless the header has no comma and another separator splits every line evenly."""
-    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    """Comma, unless the header has no comma and another separator splits every line evenly.
+
+    ``text`` is the head of the file (see ``_head``): only its first lines are looked at.
+    """
+    lines = [line for line in text.splitlines()[:HEAD_LINES] if line.strip()]
     if not lines:
         raise BadDataError(f"{filename} is empty")
     if "," in lines[0]:
@@ -207,7 +287,8 @@ def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason:
         free = unused_in_range(col, int(observed.nunique()))
         if free < col["rows"]:
             col["warning"] = (
-                f"only {free} whole numbers in {col['min']:.0f}..{col['max']:.0f} are unused; "
+                # No min or max here: warnings go to the job log, which must hold no value from the data.
+                f"only {free} whole numbers in the original IDs' range are unused; "
                 "past that, synthetic IDs reuse original values (still unique per file)"
             )
     else:

@@ -29,7 +29,7 @@ SYNTHETIC_SUFFIX = "_synthetic.csv.gz"
 STAGED_SUFFIX = ".csv.gz"
 STALE_SECONDS = 3600
 
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _STEM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -37,7 +37,7 @@ def check_file_name(name: Any, suffix: str = "") -> str:
     """Refuse anything but a plain file name: no separators, no '..', nothing absolute."""
     if (
         not isinstance(name, str)
-        or not _FILE_NAME_RE.match(name)
+        or not _FILE_NAME_RE.fullmatch(name)
         or ".." in name
         or (suffix and not name.endswith(suffix))
     ):
@@ -198,6 +198,22 @@ class UserStorage:
 
     def list_datasets(self) -> list[dict[str, Any]]:
         return self._entries(self.synthetic_dir, SYNTHETIC_SUFFIX)
+
+    def usage_bytes(self) -> int:
+        """Bytes of every file in the user's model and synthetic folders, for [service] quota_bytes.
+
+        Temporary files count too: a write in progress takes disk as surely as a finished one.
+        """
+        total = 0
+        for folder in (self.models_dir, self.synthetic_dir):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:  # removed by a concurrent session meanwhile
+                        pass
+        return total
 
     # -- lookups ----------------------------------------------------------
     def model_path(self, name: str) -> Path:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctgan_server.errors import BadDataError, UsageError
+from ctgan_server.errors import BadDataError, LimitError, UsageError
 from ctgan_server.schema import build_plan, read_uploaded_csv
 from ctgan_server.transform import Restorer, training_frame, within_range
 
@@ -157,11 +157,17 @@ def test_other_separators_are_detected_and_kept(sep):
     [
         (b"a;b;c\n1;2\n3;4;5;6\n", "different numbers of fields"),
         (b"1,2,3\n4,5,6\n", "first row holds numbers"),
-        ((",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join("1" * 2001) + "\n").encode(), "2,001 columns"),
     ],
 )
 def test_more_bad_files(raw, message):
     with pytest.raises(BadDataError, match=message):
+        _read(raw)
+
+
+def test_too_many_columns_is_a_limit():
+    # A server limit now ([service] max_columns), so exit 13 rather than 5; tests/test_limits.py has the rest.
+    raw = (",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join("1" * 2001) + "\n").encode()
+    with pytest.raises(LimitError, match=r"2,001 columns.*\[service\] max_columns"):
         _read(raw)
 
 
