@@ -83,8 +83,8 @@ def parse_csv(
     if dupes:
         raise BadDataError(f"{filename} has duplicate column names: {', '.join(dupes)}")
     if header and all(_NUMBER_RE.match(name) for name in header):
-        shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
-        raise BadDataError(f"{filename}: the first row holds numbers ({shown}), not column names; add a header row")
+        # No values in the message: a failed job's error is kept in its log.
+        raise BadDataError(f"{filename}: the first row holds numbers, not column names; add a header row")
     try:
         frame = pd.read_csv(
             io.BytesIO(raw),
@@ -233,8 +233,9 @@ def _whole_numbers(observed: pd.Series) -> bool:
 def _continuous(col: dict[str, Any], observed: pd.Series) -> None:
     values = pd.to_numeric(observed, errors="coerce")
     if values.isna().any():
-        bad = observed[values.isna()].iloc[0]
-        raise BadDataError(f"--continuous {col['name']}: {bad!r} is not a number")
+        # The row, not the value: a failed job's error is kept in its log.
+        row = observed.index[values.isna()][0]
+        raise BadDataError(f"--continuous {col['name']}: data row {row + 1} is not a number")
     values = values.astype(float)
     if not np.isfinite(values).all():
         raise BadDataError(f"column {col['name']!r} holds infinite values; replace them or leave those cells empty")
@@ -306,7 +307,7 @@ def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
     if spec is None:
         if forced:
             raise BadDataError(
-                f"--datetime {col['name']}: could not read {str(observed.iloc[0])!r} as a date in any known format"
+                f"--datetime {col['name']}: could not read data row {observed.index[0] + 1} as a date in any known format"
             )
         return False
     col.update(kind="datetime", reason=f"dates written as {spec['format']}{spec['suffix']}", datetime=spec)

@@ -313,3 +313,15 @@ def test_no_category_value_is_left_in_the_job_files(local_config, tmp_path, serv
                 kinds = sorted({json.loads(line).get("event", "?") for line in text.splitlines() if any(v in line for v in found) and line.startswith("{")})
                 leaks[str(path.relative_to(server_dir))] = kinds or found
     assert not leaks, f"category values left in job files: {leaks}"
+
+
+def test_a_failed_fit_keeps_no_value_in_its_log(local_config, tmp_path, server_dir):
+    """The error a job ends with is stored in its log: it names rows and columns, never the cell."""
+    csv = tmp_path / "bad kinds.csv"
+    pd.DataFrame({"code": ["Zyxwvut", "12", "Qwertzu"] * 20, "amount": [1.5, 2.5, 3.5] * 20}).to_csv(csv, index=False)
+    failed = _by_env(local_config, "fit", str(csv), "--epochs", "1", "--continuous", "code")
+    assert failed.code == 5 and "data row 1 is not a number" in failed.err, failed.err
+    for path in (server_dir / "jobs").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "Zyxwvut" not in text and "Qwertzu" not in text, path

@@ -142,6 +142,22 @@ def test_a_real_csv_passes_whole_in_any_framing():
     assert inflate_upload(_settings(), "diamonds.csv", two) == raw
 
 
+def test_a_million_row_csv_passes_the_default_limits():
+    """The defaults must not refuse real work: diamonds repeated to 1,000,000 rows, as a user would gzip it."""
+    lines = DIAMONDS.read_bytes().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    parts, left = [packer.compress(header)], 1_000_000
+    while left:
+        take = rows[: min(left, len(rows))]
+        parts.append(packer.compress(b"".join(take)))
+        left -= len(take)
+    parts.append(packer.flush())
+    guard = GzipGuard(_settings(), "million.csv")
+    _feed_in_frames(guard, b"".join(parts), frame=1 << 20)
+    assert guard.lines == 1_000_001
+
+
 @pytest.mark.parametrize(
     "data, words",
     [(b"plain text", "not valid gzip"), (gzip.compress(b"a,b\n1,2\n")[:-3], "ends in the middle"), (gzip.compress(b"a\n1\n") + b"junk", "not valid gzip")],
