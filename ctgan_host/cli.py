@@ -251,16 +251,21 @@ def jobs_logs(app: App, job: str) -> None:
         print(line)
 
 
-@jobs.command("delete")
-@click.argument("job")
-@click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@pass_app
-def jobs_delete(app: App, job: str, yes: bool) -> None:
-    """Remove a finished job's log from the server (its model stays)."""
-    client = app.login()
-    _confirm_delete(f"the log of job {job}", yes)
-    client.delete_job(job)
-    ui.out.print(f"Deleted job {job}")
+def _delete_command(group: click.Group, noun: str, delete_method: str, help_text: str, metavar: str = "NAME") -> None:
+    """`<group> delete NAME [--yes]`: confirmed on a terminal, --yes otherwise."""
+
+    @group.command("delete", help=help_text)
+    @click.argument("name", metavar=metavar)
+    @click.option("--yes", is_flag=True, help="do not ask for confirmation")
+    @pass_app
+    def delete(app: App, name: str, yes: bool) -> None:
+        client = app.login()
+        _confirm_delete(f"{noun} {name}", yes)
+        getattr(client, delete_method)(name)
+        ui.out.print(f"Deleted {noun} {name}")
+
+
+_delete_command(jobs, "the log of job", "delete_job", "Remove a finished job's log from the server (its model stays).", "ID")
 
 
 def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable, delete_method: str, delete_help: str) -> click.Group:
@@ -274,16 +279,7 @@ def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable,
             found = getattr(ctx.find_object(App).login(), list_method)()
             ui.print_json(found) if as_json else ui.out.print(table(found))
 
-    @group.command("delete", help=delete_help)
-    @click.argument("name")
-    @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-    @pass_app
-    def delete(app: App, name: str, yes: bool) -> None:
-        client = app.login()
-        _confirm_delete(f"{noun} {name}", yes)
-        getattr(client, delete_method)(name)
-        ui.out.print(f"Deleted {noun} {name}")
-
+    _delete_command(group, noun, delete_method, delete_help)
     return group
 
 

@@ -29,8 +29,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root, argv = _split_dir(argv)
     if root is not None:
+        root = os.path.abspath(os.path.expanduser(root))
+        if not os.path.isdir(root):
+            print(f"Error: --dir {root}: no such folder (it should be the server's checkout)", file=sys.stderr)
+            return 2
         # Jobs started from here, and admin commands, find the checkout the same way.
-        os.environ["CTGAN_SERVER_DIR"] = os.path.abspath(os.path.expanduser(root))
+        os.environ["CTGAN_SERVER_DIR"] = root
     if argv[:1] == ["serve"] and (len(argv) == 1 or (len(argv) == 3 and argv[1] == "--as")):
         out = _take_protocol_stream()
         from .server import serve

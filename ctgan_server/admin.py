@@ -117,6 +117,8 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
                     raise
         shown = f" with key {key.fingerprint} (forced command in {keys.path})" if key else ""
         print(f"added user {args.name}{shown}", file=sys.stderr)
+        if key is not None:
+            _warn_if_forced_command_cannot_start(settings)
     elif args.action == "passwd":
         store.set_password(args.name, _read_password(args.password_stdin))
         print(f"password changed for {args.name}", file=sys.stderr)
@@ -130,6 +132,7 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
             _require_user(store, args.name)
             keys.add(args.name, key)
         print(f"added key {key.fingerprint} for {args.name}", file=sys.stderr)
+        _warn_if_forced_command_cannot_start(settings)
     elif args.action == "remove-key":
         with store.locked():
             keys.remove(args.name, args.fingerprint)
@@ -143,6 +146,21 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "remove":
         _remove_user(store, keys, settings, args)
     return 0
+
+
+def _warn_if_forced_command_cannot_start(settings: Settings) -> None:
+    """sshd runs the forced command from the account's home folder: say so now if ctgan_server is not importable there."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CTGAN_SERVER_DIR")}
+    probe = subprocess.run([sys.executable, "-c", "import ctgan_server"], cwd=Path.home(), env=env, capture_output=True)
+    if probe.returncode != 0:
+        print(
+            f"warning: {sys.executable} cannot import ctgan_server from {Path.home()}, where sshd starts the forced "
+            f"command; install the checkout into that interpreter: {sys.executable} -m pip install -e {settings.server_dir}",
+            file=sys.stderr,
+        )
 
 
 def _require_user(store: CredentialStore, name: str) -> None:

@@ -181,9 +181,14 @@ class CredentialStore:
         del users[name]
         self.save(users)
 
-    def authenticate(self, name: str, password: str) -> str:
-        """Return the user's name if the password is right; the same error for every failure."""
-        users = self.load() if isinstance(name, str) and USERNAME_RE.fullmatch(name) else {}
+    def authenticate(self, name: str, password: str, only: str | None = None) -> str:
+        """Return the user's name if the password is right; the same error for every failure.
+
+        ``only`` is the one name this session may log in as (the SSH key's);
+        any other is refused like an unknown user, after the same scrypt work.
+        """
+        known = isinstance(name, str) and USERNAME_RE.fullmatch(name) and (only is None or name == only)
+        users = self.load() if known else {}
         stored = users.get(name)
         ok = verify_password(str(password), stored or _DUMMY_HASH)
         if not (ok and stored):

@@ -19,7 +19,6 @@ import shlex
 import struct
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import BadDataError, NotFoundError
 from .settings import Settings

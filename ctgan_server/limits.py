@@ -197,6 +197,19 @@ def check_jobs(settings: Any, jobs: list[dict[str, Any]]) -> None:
         )
 
 
+def check_staged(settings: Any, waiting: int) -> None:
+    """Refuse a new upload while max_jobs_per_user of the user's uploads already wait in staging.
+
+    Each open session may hold one unclaimed upload of up to max_upload_bytes;
+    without this, many sessions at once could fill the server's disk.
+    """
+    if waiting >= settings.max_jobs_per_user:
+        raise LimitError(
+            f"you have {waiting} uploads waiting on the server, the most this server allows "
+            "([service] max_jobs_per_user); fit them or close the other sessions first"
+        )
+
+
 def check_epochs(settings: Any, epochs: int) -> None:
     if epochs > settings.max_epochs:
         raise LimitError(
@@ -228,28 +241,3 @@ def quota_message(settings: Any, total: int, would: bool = True) -> str:
         "([service] quota_bytes); delete some with `models delete` or `datasets delete`, "
         "or ask the server's admin to raise the limit"
     )
-
-
-def upload_too_big(settings: Any, filename: str) -> LimitError:
-    return LimitError(
-        f"{filename}: the upload is larger than {human_bytes(settings.max_upload_bytes)} "
-        f"compressed ([service] max_upload_bytes); {_RAISE}"
-    )
-
-
-def csv_too_big(settings: Any, filename: str) -> LimitError:
-    return LimitError(
-        f"{filename}: the upload decompresses to more than {human_bytes(settings.max_csv_bytes)} "
-        f"([service] max_csv_bytes); {_RAISE}"
-    )
-
-
-def check_jobs(settings: Any, jobs: list[dict[str, Any]]) -> None:
-    """Refuse a new fit while the user already has max_jobs_per_user jobs queued or running."""
-    # The state names are spelled out rather than imported: jobs.py is not needed to read a list.
-    active = sum(1 for job in jobs if job.get("state") in ("QUEUED", "RUNNING"))
-    if active >= settings.max_jobs_per_user:
-        raise LimitError(
-            f"you have {active} fit jobs queued or running, the most this server allows ([service] max_jobs_per_user); "
-            "wait for one to finish or cancel one with `jobs cancel ID`"
-        )

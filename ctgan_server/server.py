@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from . import __version__
-from .auth import CredentialStore, check_username, verify_password
+from .auth import CredentialStore
 from .errors import AuthError, CtganError, InternalError, NotFoundError, ProtocolError, UsageError, VersionMismatchError
 from .protocol import (
     MAX_EPOCHS, MAX_LINE, MAX_SEED, PROTOCOL_VERSION, check_holdout, decode, encode, error_reply, read_frames, reply, whole_number,
@@ -204,11 +204,9 @@ class Server:
         failures = LoginFailures(self.settings.data_dir, self.settings.max_login_delay)
         foreign = self.pinned is not None and user != self.pinned
         try:
-            if foreign:
-                verify_password(str(password), _UNUSABLE_HASH)
-                raise AuthError("wrong username or password")
-            time.sleep(failures.delay(user) if isinstance(user, str) else 0)
-            name = store.authenticate(user, password)
+            if not foreign:
+                time.sleep(failures.delay(user) if isinstance(user, str) else 0)
+            name = store.authenticate(user, password, only=self.pinned)
         except AuthError:
             self.failed_logins += 1
             if not foreign and isinstance(user, str):
@@ -279,10 +277,11 @@ class Server:
         upload runs at the channel's speed; the job inflates it under every
         other limit (max_csv_bytes, max_ratio, max_rows) before it queues.
         """
-        from .limits import check_quota, csv_too_big, upload_too_big
+        from .limits import check_quota, check_staged, csv_too_big, upload_too_big
 
         require_ctgan()  # refuse before the confidential file travels anywhere
         check_quota(self.settings, self.storage)
+        check_staged(self.settings, self.storage.staged_count())
         filename = _base(filename)
         if csv_bytes is not None and whole_number(csv_bytes, "csv_bytes", 2**62, minimum=0) > self.settings.max_csv_bytes:
             # The client says how big the CSV is: refuse a hopeless upload before a byte is sent.
@@ -396,11 +395,6 @@ class Server:
             sha256, size = write_frames(self.out.write, iter(lambda: fh.read(READ_BLOCK), b""))
         self.out.flush()
         return {"name": path.name, "size_bytes": size, "sha256": sha256}
-
-
-# A hash no password matches, checked for a name the session's key does not
-# allow, so that refusing it costs the same scrypt work as a wrong password.
-_UNUSABLE_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
 def _overrides(given: Any) -> dict[str, list[str]]:

@@ -256,6 +256,10 @@ class UserStorage:
     def new_staging_path(self) -> Path:
         return self.staging_dir / f"{uuid.uuid4().hex}{STAGED_SUFFIX}"
 
+    def staged_count(self) -> int:
+        """Uploads waiting in staging (being received, or not yet loaded by their job)."""
+        return sum(1 for path in self.staging_dir.glob(f"*{STAGED_SUFFIX}") if not path.name.startswith("."))
+
     def staged_path(self, token: str) -> Path:
         if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{32}", token):
             raise InvalidNameError(f"invalid upload token {token!r}")

@@ -20,13 +20,13 @@ import pytest
 
 from conftest import PASSWORDS, REPO, run_cli
 from ctgan_server.errors import UsageError
+from ctgan_server.job_output import data_free_traceback
 from ctgan_server.jobs import (
     CANCELED,
     DONE,
     QUEUED,
     RUNNING,
     JobStore,
-    data_free_traceback,
     follow,
     minimal_env,
     process_start,
@@ -137,6 +137,7 @@ def test_sweep_removes_old_finished_jobs_and_orphans_only(tmp_path):
     _age(store.log_path(recent_done), 29)
 
     assert store.sweep(30) == 4  # old_done, old_canceled, old_dead, orphan_old
+    assert not any(store.log_path(job).exists() for job in (old_done, old_canceled, old_dead))
     left = sorted(p.name for p in store.dir.iterdir())
     assert left == sorted(
         [f"{old_running}.jsonl", f"{old_queued}.jsonl", f"{recent_done}.jsonl", f"{orphan_new}.request.json", "notes.txt"]
@@ -227,7 +228,7 @@ def test_the_job_output_filter_keeps_no_value(tmp_path):
     script = textwrap.dedent(
         """
         import logging, os, subprocess, sys, threading, warnings
-        from ctgan_server.jobs import keep_output_data_free
+        from ctgan_server.job_output import keep_output_data_free
         sink = keep_output_data_free()
         warnings.warn("category Zyxwvut is rare")
         logging.getLogger("rdt.transformers").warning("column has value %s", "Zyxwvut")
@@ -325,3 +326,24 @@ def test_a_failed_fit_keeps_no_value_in_its_log(local_config, tmp_path, server_d
         if path.is_file():
             text = path.read_text(errors="replace")
             assert "Zyxwvut" not in text and "Qwertzu" not in text, path
+
+
+def test_jobs_delete_and_models_delete_remove_the_logs_through_the_cli(local_config, tiny_csv, server_dir):
+    first = _by_env(local_config, "fit", str(tiny_csv), "--epochs", "1", "--json")
+    second = _by_env(local_config, "fit", str(tiny_csv), "--epochs", "1", "--json")
+    assert first.code == second.code == 0, first.err + second.err
+    jobs = json.loads(_by_env(local_config, "jobs", "--json").out)
+    by_model = {job["model"]: job["id"] for job in jobs}
+    model_a, model_b = json.loads(first.out)["model"], json.loads(second.out)["model"]
+
+    deleted = _by_env(local_config, "jobs", "delete", by_model[model_a], "--yes")
+    assert deleted.code == 0, deleted.err
+    assert not list((server_dir / "jobs" / "alice").glob(f"{by_model[model_a]}*"))
+    assert _by_env(local_config, "jobs", "delete", by_model[model_a], "--yes").code == 4
+    assert (server_dir / "model_database" / "alice" / model_a).is_file()  # the model stays
+
+    assert _by_env(local_config, "models", "delete", model_b, "--yes").code == 0
+    assert not list((server_dir / "jobs" / "alice").glob(f"{by_model[model_b]}*"))
+    assert json.loads(_by_env(local_config, "jobs", "--json").out) == []
+    audit = (server_dir / "audit" / "alice.log").read_text()
+    assert f"delete local job={by_model[model_a]}" in audit and f"delete local model={model_b}" in audit

@@ -119,3 +119,46 @@ def test_serve_exits_when_its_client_is_gone_while_following_a_queued_job(local_
     finally:
         for job in (queued, holder):
             run_cli(local_config, *opts, "jobs", "cancel", job, input=stdin)
+
+
+def test_uploads_waiting_in_staging_are_bounded_per_user(server_dir, tiny_csv):
+    from ctgan_host.transfer import Transfer
+    from ctgan_server.errors import LimitError
+
+    with open(server_dir / "config.toml", "a") as fh:
+        fh.write("max_jobs_per_user = 1\n")
+    with Client(server_dir=str(server_dir), python=sys.executable) as first, Client(server_dir=str(server_dir), python=sys.executable) as second:
+        first.login("alice", PASSWORDS["alice"])
+        Transfer(first.session).upload(tiny_csv, tiny_csv.name)  # held, never fitted
+        second.login("alice", PASSWORDS["alice"])
+        with pytest.raises(LimitError, match="max_jobs_per_user"):
+            Transfer(second.session).upload(tiny_csv, tiny_csv.name)
+    assert list((server_dir / "original_data" / "alice").iterdir()) == []
+
+
+def test_a_session_pinned_to_one_name_refuses_every_other(server_dir):
+    from ctgan_server.auth import CredentialStore
+
+    store = CredentialStore(server_dir / "credentials.json")
+    assert store.authenticate("alice", PASSWORDS["alice"], only="alice") == "alice"
+    with pytest.raises(AuthError, match="^wrong username or password$"):
+        store.authenticate("alice", PASSWORDS["alice"], only="bob")
+
+
+def test_a_fit_over_max_jobs_per_user_is_refused_and_leaves_nothing(local_config, tiny_csv, server_dir):
+    from pathlib import Path
+
+    with open(server_dir / "config.toml", "a") as fh:
+        fh.write("max_jobs_per_user = 1\n")
+    shm_before = set(Path("/dev/shm").iterdir())
+    opts, stdin = as_user("alice")
+    holder = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out)["job"]
+    try:
+        refused = run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "1", input=stdin)
+        assert refused.code == 13 and "max_jobs_per_user" in refused.err and refused.err.count("\n") == 1, refused.err
+        assert list((server_dir / "original_data" / "alice").iterdir()) == []
+        assert [job["id"] for job in json.loads(run_cli(local_config, *opts, "jobs", "--json", input=stdin).out)] == [holder]
+    finally:
+        run_cli(local_config, *opts, "jobs", "cancel", holder, input=stdin)
+    leftovers = [p for p in server_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == [] and set(Path("/dev/shm").iterdir()) <= shm_before
