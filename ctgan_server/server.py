@@ -100,6 +100,9 @@ class Inbox:
         readable, _, _ = select.select([self.fd], [], [], 0)
         if readable:
             self._fill()
+            if len(self.buffer) > MAX_LINE:
+                # Nothing is read while a call runs: a client that keeps sending is not our client.
+                raise CloseSession(f"more than {MAX_LINE:,} bytes sent while a call was running")
         return self.eof
 
 
@@ -198,27 +201,36 @@ class Server:
         A session pinned to another name gets the same answer as a wrong
         password, after the same scrypt work, and never counts against ``user``.
         """
-        from .audit import AuditLog, LoginFailures
+        from .audit import AuditLog
 
-        store = CredentialStore(self.settings.credentials_file)
-        failures = LoginFailures(self.settings.data_dir, self.settings.max_login_delay)
-        foreign = self.pinned is not None and user != self.pinned
+        counted = isinstance(user, str) and (self.pinned is None or user == self.pinned)
+        if counted:
+            time.sleep(self._failures().delay(user))
         try:
-            if not foreign:
-                time.sleep(failures.delay(user) if isinstance(user, str) else 0)
-            name = store.authenticate(user, password, only=self.pinned)
+            name = CredentialStore(self.settings.credentials_file).authenticate(user, password, only=self.pinned)
         except AuthError:
-            self.failed_logins += 1
-            if not foreign and isinstance(user, str):
-                failures.failed(user)
-                if user in store.names():
-                    AuditLog(self.settings.data_dir, user).record("login-failed", self.address)
-            if self.failed_logins >= MAX_FAILED_LOGINS:
-                raise CloseSession(AuthError(f"wrong username or password; {MAX_FAILED_LOGINS} failed logins close the session")) from None
+            self._count_failure(user if counted else None)
             raise
-        failures.succeeded(name)
+        self._failures().succeeded(name)
         AuditLog(self.settings.data_dir, name).record("login", self.address)
         return name
+
+    def _failures(self) -> Any:
+        from .audit import LoginFailures
+
+        return LoginFailures(self.settings.data_dir, self.settings.max_login_delay)
+
+    def _count_failure(self, name: str | None) -> None:
+        """One more failed login: on disk and in the audit log for ``name`` (if given), and the session ends at the fifth."""
+        from .audit import AuditLog
+
+        self.failed_logins += 1
+        if name is not None:
+            self._failures().failed(name)
+            if name in CredentialStore(self.settings.credentials_file).names():
+                AuditLog(self.settings.data_dir, name).record("login-failed", self.address)
+        if self.failed_logins >= MAX_FAILED_LOGINS:
+            raise CloseSession(AuthError(f"wrong username or password; {MAX_FAILED_LOGINS} failed logins close the session"))
 
     def audit(self, event: str, **fields: Any) -> None:
         from .audit import AuditLog
@@ -226,18 +238,15 @@ class Server:
         AuditLog(self.settings.data_dir, self.storage.user).record(event, self.address, **fields)
 
     def do_passwd(self, old: str, new: str) -> dict[str, Any]:
-        from .audit import LoginFailures
-
+        # A wrong current password is a failed login, slowed down the same way:
+        # passwd must not be a free password oracle.
+        time.sleep(self._failures().delay(self.storage.user))
         try:
             CredentialStore(self.settings.credentials_file).change_password(self.storage.user, old, new)
         except AuthError:
-            # A wrong current password is a failed login: passwd must not be a free password oracle.
-            LoginFailures(self.settings.data_dir, self.settings.max_login_delay).failed(self.storage.user)
-            self.audit("login-failed")
-            self.failed_logins += 1
-            if self.failed_logins >= MAX_FAILED_LOGINS:
-                raise CloseSession(AuthError(f"wrong password; {MAX_FAILED_LOGINS} failed logins close the session")) from None
+            self._count_failure(self.storage.user)
             raise
+        self._failures().succeeded(self.storage.user)
         return {"user": self.storage.user}
 
     def do_delete_model(self, name: str) -> dict[str, Any]:
