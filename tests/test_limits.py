@@ -39,7 +39,8 @@ from ctgan_server.limits import (
 from ctgan_server.settings import Settings
 from ctgan_server.storage import UserStorage
 
-DIAMONDS = REPO.parent / "shared" / "datasets" / "diamonds.csv"
+# A real CSV that ships with the project (../shared is not there on every machine).
+PENGUINS = REPO / "ctgan_host" / "demo_data" / "penguins.csv"
 USER = "alice"
 MB = 1024 * 1024
 
@@ -128,23 +129,25 @@ def test_line_count_limit_names_max_rows():
 
 
 def test_a_real_csv_passes_whole_in_any_framing():
-    raw = DIAMONDS.read_bytes()
+    lines = PENGUINS.read_bytes().splitlines(keepends=True)
+    raw = lines[0] + b"".join(lines[1:]) * 50  # 17,000 rows, about 1 MB
     compressed = gzip.compress(raw, 6)
-    guard = GzipGuard(_settings(), "diamonds.csv", keep=True)
+    guard = GzipGuard(_settings(), "penguins.csv", keep=True)
     _feed_in_frames(guard, compressed, frame=65_537)  # frames that split gzip blocks anywhere
     assert (guard.compressed_bytes, guard.csv_bytes, guard.lines) == (len(compressed), len(raw), raw.count(b"\n"))
     # Not kept: nothing returned.
-    plain = GzipGuard(_settings(), "diamonds.csv")
+    plain = GzipGuard(_settings(), "penguins.csv")
     _feed_in_frames(plain, compressed, frame=1 << 20)
     assert plain.finish() is None
     # Multi-member gzip (what `cat a.gz b.gz` makes) is read whole.
-    two = gzip.compress(raw[:1_000_000]) + gzip.compress(raw[1_000_000:])
-    assert inflate_upload(_settings(), "diamonds.csv", two) == raw
+    half = len(raw) // 2
+    two = gzip.compress(raw[:half]) + gzip.compress(raw[half:])
+    assert inflate_upload(_settings(), "penguins.csv", two) == raw
 
 
 def test_a_million_row_csv_passes_the_default_limits():
-    """The defaults must not refuse real work: diamonds repeated to 1,000,000 rows, as a user would gzip it."""
-    lines = DIAMONDS.read_bytes().splitlines(keepends=True)
+    """The defaults must not refuse real work: penguins repeated to 1,000,000 rows, as a user would gzip it."""
+    lines = PENGUINS.read_bytes().splitlines(keepends=True)
     header, rows = lines[0], lines[1:]
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)
     parts, left = [packer.compress(header)], 1_000_000
