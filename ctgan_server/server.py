@@ -209,6 +209,9 @@ class Server:
         try:
             name = CredentialStore(self.settings.credentials_file).authenticate(user, password, only=self.pinned)
         except AuthError:
+            if not counted and self.pinned is not None:
+                # Not alice's failure, but her key's holder tried another name: the admin should see it.
+                AuditLog(self.settings.data_dir, self.pinned).record("login-failed", self.address, tried=user)
             self._count_failure(user if counted else None)
             raise
         self._failures().succeeded(name)

@@ -121,8 +121,13 @@ def test_alice_fits_samples_and_downloads_with_her_key(separated, tiny_csv, tmp_
 
 
 def test_bob_cannot_log_in_as_alice_even_with_her_password(separated):
+    from ctgan_server.audit import LoginFailures
+
     result = run_cli(separated["configs"]["bob"], "--user", "alice", "--password-stdin", "models", input=PW["alice"] + "\n")
     assert (result.code, result.err) == (3, "Error: wrong username or password\n")
+    assert LoginFailures(separated["server"], 30).count("alice") == 0  # bob's key never counts against alice
+    bob_audit = server_admin(separated["server"], "users", "audit", "bob").stdout
+    assert "login-failed" in bob_audit and "tried=alice" in bob_audit
 
 
 def test_bobs_key_gives_no_sftp_no_shell_no_forwarding(separated):
