@@ -15,14 +15,22 @@ from .storage import HashingWriter, UserStorage
 
 CHUNK_ROWS = 20_000
 # Conditional sampling draws rows and keeps the matches; these bound the work
-# for a combination the model hardly ever produces.
+# for a combination the model hardly ever produces.  The budget grows with
+# the request: BASE_DRAWS whatever is asked, plus DRAWS_PER_ROW per row, so a
+# large request whose condition holds for more than 1/DRAWS_PER_ROW of the
+# draws always finishes.
 MAX_DRAW_BATCH = 200_000
-MAX_CONDITIONAL_DRAWS = 5_000_000
+BASE_DRAWS = 5_000_000
+DRAWS_PER_ROW = 20
+
+
+def draw_budget(rows: int) -> int:
+    return BASE_DRAWS + DRAWS_PER_ROW * rows
 
 
 def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: Settings) -> tuple[Any, dict[str, Any]]:
     """Load one of the user's own models, given its JSON; only files this server wrote are ever unpickled."""
-    from . import signing
+    from . import conditioning, signing
 
     path = storage.model_path(name)
     # The signature is checked before anything is decompressed or unpickled:
@@ -45,6 +53,7 @@ def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: 
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
     model.set_device(device)
     model.random_states = None  # never replay a random state pickled by a seeded fit
+    conditioning.repair(model)
     return model, id_records
 
 
@@ -114,25 +123,36 @@ def run_sample(
 
 def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:
     """Raw CTGAN rows in chunks of at most CHUNK_ROWS, keeping only rows that meet the conditions."""
+    if not conditions:
+        for done in range(0, rows, CHUNK_ROWS):
+            yield model.sample(min(CHUNK_ROWS, rows - done))
+        return
+    import pandas as pd
+
+    from .conditioning import draw, steering
     from .transform import matching_rows
 
-    done = drawn = 0
+    steer = steering(model, conditions)
+    budget = draw_budget(rows)
+    done = drawn = matched = 0
+    spare = None  # matches drawn beyond the last chunk: kept for the next one, never thrown away
     while done < rows:
         want = min(CHUNK_ROWS, rows - done)
-        if not conditions:
-            chunk = model.sample(want)
-        else:
-            # Draw more when matches are rare, judged by the match rate so far.
-            rate = done / drawn if drawn else 1.0
-            batch = int(min(MAX_DRAW_BATCH, max(want / max(rate, 1e-4) * 1.2, 1000)))
-            chunk = matching_rows(model.sample(batch), conditions).head(want)
-            drawn += batch
-            if drawn >= MAX_CONDITIONAL_DRAWS and done + len(chunk) < rows:
+        while spare is None or len(spare) < want:
+            if drawn >= budget:
                 shown = ", ".join(f"{k}={v}" for k, v in conditions.items())
                 raise UsageError(
-                    f"only {done + len(chunk):,} of {rows:,} rows matched {shown} in {drawn:,} draws; "
-                    "that combination is too rare in what the model learned: ask for fewer rows or looser conditions"
+                    f"only {done + (0 if spare is None else len(spare)):,} of {rows:,} rows matched {shown} in {drawn:,} "
+                    "draws; that combination is too rare in what the model learned: ask for fewer rows or looser conditions"
                 )
-        if len(chunk):
-            done += len(chunk)
-            yield chunk
+            # Draw more when matches are rare, judged by the match rate so far.
+            rate = matched / drawn if drawn else 1.0
+            needed = want - (0 if spare is None else len(spare))
+            batch = int(min(MAX_DRAW_BATCH, budget - drawn, max(needed / max(rate, 1e-4) * 1.2, 1000)))
+            found = matching_rows(draw(model, batch, steer), conditions)
+            drawn += batch
+            matched += len(found)
+            spare = found if spare is None else pd.concat([spare, found], ignore_index=True)
+        chunk, spare = spare.iloc[:want], spare.iloc[want:]
+        done += len(chunk)
+        yield chunk
