@@ -199,19 +199,18 @@ def retire_user_files(settings: Settings, user: str, keep: bool) -> Path:
                 cancel(store, job["id"])
             except CtganError:
                 pass  # finished meanwhile
-    archive = make_private_dir(settings.data_dir / "archive") / f"{user}-{timestamp(time.time())}"
-    make_private_dir(archive)
+    archive = settings.data_dir / "archive" / f"{user}-{timestamp(time.time())}"
     folders = [settings.data_dir / name / user for name in (MODEL_DIR, SYNTHETIC_DIR, STAGING_DIR, "jobs")]
     for folder in folders:
         if not folder.exists():
             continue
         if keep and folder.parent.name != STAGING_DIR:  # an unclaimed original is never kept
-            shutil.move(str(folder), str(archive / folder.parent.name))
+            shutil.move(str(folder), str(make_private_dir(archive) / folder.parent.name))
         else:
             shutil.rmtree(folder)
     audit_log = settings.data_dir / "audit" / f"{user}.log"
     if audit_log.exists():
-        shutil.move(str(audit_log), str(archive / "audit.log"))
+        shutil.move(str(audit_log), str(make_private_dir(archive) / "audit.log"))
     return archive
 
 

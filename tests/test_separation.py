@@ -246,6 +246,11 @@ def test_removed_user_loses_keys_and_files_and_a_new_one_starts_empty(separated,
     assert server_admin(server, "users", "remove", "carol", "--yes").returncode == 0
     assert "carol" not in separated["keys_file"].read_text()
     assert not (server / "model_database" / "carol").exists()
+    assert not list((server / "archive").glob("carol-*/model_database"))  # deleted, not archived
     assert server_admin(server, "users", "add", "carol", "--password-stdin", input="carol-secret-pw2\n").returncode == 0
     assert not (server / "model_database" / "carol").exists()
-    assert server_admin(server, "users", "remove", "carol", "--yes").returncode == 0
+    (server / "model_database" / "carol").mkdir()
+    (server / "model_database" / "carol" / "kept_20260101t000000_model.gz").write_bytes(b"y")
+    assert server_admin(server, "users", "remove", "carol", "--yes", "--keep-files").returncode == 0
+    [kept] = (server / "archive").glob("carol-*/model_database/kept_20260101t000000_model.gz")
+    assert kept.read_bytes() == b"y" and not (server / "model_database" / "carol").exists()
