@@ -11,7 +11,7 @@ from .limits import check_quota, check_sample_rows, quota_message
 from .protocol import MAX_ROWS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
-from .storage import HashingWriter, ParallelGzipWriter, UserStorage
+from .storage import HashingWriter, UserStorage, gzip_members
 
 CHUNK_ROWS = 20_000
 # Conditional sampling draws rows and keeps the matches; these bound the work
@@ -90,12 +90,12 @@ def run_sample(
     try:
         with reservation.open() as raw:
             hashing = HashingWriter(raw)
-            # One gzip member per chunk, compressed in threads while the next chunk is generated.
-            with ParallelGzipWriter(hashing) as gz:
+
+            def csv_blocks() -> Iterator[bytes]:
                 done = 0
                 for chunk in _chunks(model, rows, wanted):
                     text = restore.for_csv(restore(chunk)).to_csv(None, index=False, header=done == 0, sep=meta.get("delimiter", ","))
-                    gz.write(text.encode("utf-8"))
+                    yield text.encode("utf-8")
                     done += len(chunk)
                     # Checked per chunk, on what has reached the file: the
                     # overshoot is at most the chunks still being compressed,
@@ -103,6 +103,10 @@ def run_sample(
                     if used + hashing.size > settings.quota_bytes:
                         raise LimitError(quota_message(settings, used + hashing.size))
                     emit({"event": "sample", "rows": done, "total": rows})
+
+            # One gzip member per chunk, compressed in threads while the next chunk is generated.
+            for member in gzip_members(csv_blocks()):
+                hashing.write(member)
         # Again on the whole file: a small sample sits in buffers until the gzip is closed.
         if used + hashing.size > settings.quota_bytes:
             raise LimitError(quota_message(settings, used + hashing.size))

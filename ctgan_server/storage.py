@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from .errors import InvalidNameError, NotFoundError
 
@@ -113,42 +113,29 @@ def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
-class ParallelGzipWriter:
-    """Compresses each written block as its own gzip member in worker threads, and writes the members in order.
+def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4) -> Iterator[bytes]:
+    """Each block as its own gzip member, compressed in worker threads, yielded in order.
 
     A gzip file may hold several members back to back (RFC 1952, 2.2); `gzip -d`,
-    Python's gzip module and the client read them as one stream.  zlib releases
-    the GIL, so the threads compress while the caller makes the next block.
-    At most ``ahead`` blocks wait, which bounds the memory.
+    Python's gzip module, the server's upload check and the client read them
+    as one stream.  zlib releases the GIL, so the threads compress while the
+    caller makes the next block or sends the last one.  At most ``ahead``
+    blocks wait, which bounds the memory.
     """
+    from concurrent.futures import ThreadPoolExecutor
 
-    def __init__(self, out: BinaryIO, threads: int = 2, ahead: int = 4):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.out, self.ahead = out, ahead
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="gzip")
-        self.pending: collections.deque = collections.deque()
-
-    def write(self, data: bytes) -> None:
-        self.pending.append(self.pool.submit(gzip_member, data))
-        while len(self.pending) > self.ahead:
-            self.out.write(self.pending.popleft().result())
-
-    def close(self) -> None:
-        while self.pending:
-            self.out.write(self.pending.popleft().result())
-        self.pool.shutdown()
-
-    def __enter__(self) -> "ParallelGzipWriter":
-        return self
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if kind is None:
-            self.close()
-        else:  # the file is abandoned: do not finish members nobody will read
-            for future in self.pending:
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="gzip") as pool:
+        try:
+            for block in blocks:
+                pending.append(pool.submit(gzip_member, block))
+                while len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # abandoned: do not finish members nobody will read
                 future.cancel()
-            self.pool.shutdown(wait=True)
 
 
 class HashingWriter:
