@@ -164,3 +164,18 @@ def test_a_fit_over_max_jobs_per_user_is_refused_and_leaves_nothing(local_config
         run_cli(local_config, *opts, "jobs", "cancel", holder, input=stdin)
     leftovers = [p for p in server_dir.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == [] and set(Path("/dev/shm").iterdir()) <= shm_before
+
+
+def test_an_upload_over_max_upload_bytes_is_cut_off_mid_stream(server_dir, local_config, tmp_path):
+    """The server stops reading at the limit, says why in one line, and keeps nothing of the upload."""
+    import os
+
+    with open(server_dir / "config.toml", "a") as fh:
+        fh.write("max_upload_bytes = 200000\n")
+    big = tmp_path / "noise.csv"
+    big.write_text("a\n" + "\n".join(os.urandom(16).hex() for _ in range(60_000)) + "\n")  # about 2 MB, hardly compressible
+    opts, stdin = as_user("alice")
+    refused = run_cli(local_config, *opts, "fit", str(big), "--epochs", "1", input=stdin)
+    assert refused.code == 13 and "max_upload_bytes" in refused.err and refused.err.count("\n") == 1, refused.err
+    assert list((server_dir / "original_data" / "alice").iterdir()) == []
+    assert json.loads(run_cli(local_config, *opts, "jobs", "--json", input=stdin).out) == []

@@ -181,3 +181,18 @@ def test_staged_upload_is_private_over_ssh(ssh_config, server_dir, tiny_csv):
     while path.exists() and time.time() < deadline:
         time.sleep(0.1)
     assert not path.exists()
+
+
+def test_an_upload_over_the_limit_is_cut_off_over_ssh_too(ssh_config, server_dir, tmp_path):
+    import os
+
+    from conftest import as_user
+
+    with open(server_dir / "config.toml", "a") as fh:
+        fh.write("max_upload_bytes = 200000\n")
+    big = tmp_path / "noise.csv"
+    big.write_text("a\n" + "\n".join(os.urandom(16).hex() for _ in range(60_000)) + "\n")
+    opts, stdin = as_user("alice")
+    refused = run_cli(ssh_config, *opts, "fit", str(big), "--epochs", "1", input=stdin)
+    assert refused.code == 13 and "max_upload_bytes" in refused.err and refused.err.count("\n") == 1, refused.err
+    assert list((server_dir / "original_data" / "alice").iterdir()) == []
