@@ -57,8 +57,16 @@ def _key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     group.add_argument("--key-stdin", action="store_true", help="read the public key from stdin (after the password line with --password-stdin)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (argparse prints the whole usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"Error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ctgan_server", description="ctgan-server-cli server (put --dir DIR first to name the checkout)"
     )
     sub = parser.add_subparsers(dest="command", required=True)

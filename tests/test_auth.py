@@ -97,3 +97,33 @@ def test_users_command(server_dir):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "invalid username" in bad.stderr
     no_tty = _users(server_dir, "add", "dave")
     assert no_tty.returncode == 2 and "--password-stdin" in no_tty.stderr
+
+
+def test_key_commands_keep_one_line_per_key_and_refuse_bad_keys(server_dir, tmp_path):
+    keys_file = server_dir / "ssh" / "authorized_keys"
+    for name in ("one", "two"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@laptop", "-f", str(tmp_path / name)], check=True)
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "one.pub")], capture_output=True, text=True).stdout.split()[1]
+
+    assert _users(server_dir, "add-key", "alice", "--key", str(tmp_path / "one.pub")).returncode == 0
+    assert _users(server_dir, "keys", "alice").stdout.split()[0] == fingerprint
+    again = _users(server_dir, "add-key", "bob", "--key", str(tmp_path / "one.pub"))
+    assert again.returncode == 5 and "already" in again.stderr and "'alice'" in again.stderr
+    piped = _users(server_dir, "add-key", "bob", "--key-stdin", input=(tmp_path / "two.pub").read_text())
+    assert piped.returncode == 0, piped.stderr
+    assert [line.split(" serve --as ")[1].split('"')[0] for line in keys_file.read_text().splitlines()] == ["alice", "bob"]
+
+    for bad in ("not a key\n", 'command="sh" ' + (tmp_path / "two.pub").read_text(), "ssh-ed25519 AAAA!!!\n"):
+        refused = _users(server_dir, "add-key", "alice", "--key-stdin", input=bad)
+        assert refused.returncode == 5 and refused.stderr.count("\n") == 1, refused.stderr
+    assert _users(server_dir, "add-key", "nobody", "--key", str(tmp_path / "two.pub")).returncode == 4
+
+    assert _users(server_dir, "remove-key", "alice", fingerprint).returncode == 0
+    assert _users(server_dir, "keys", "alice").stdout == ""
+    assert _users(server_dir, "remove-key", "alice", fingerprint).returncode == 4
+    assert "--as bob" in keys_file.read_text()  # bob's line untouched
+
+
+def test_admin_usage_errors_are_one_line(server_dir):
+    missing = _users(server_dir, "add")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and missing.stderr.startswith("Error: ")
