@@ -494,7 +494,11 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
     finally:
         if sink.writes:
             say(f"{sink.writes} writes of library output withheld (they may quote data)")
-    say(f"job {job_id}: exit {code}")
+    import resource
+
+    # The job's own peak memory, for an admin sizing [service] limits.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    say(f"job {job_id}: exit {code}, peak RSS {peak_mb:.0f} MB")
     return code
 
 

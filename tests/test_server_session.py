@@ -179,3 +179,25 @@ def test_an_upload_over_max_upload_bytes_is_cut_off_mid_stream(server_dir, local
     assert refused.code == 13 and "max_upload_bytes" in refused.err and refused.err.count("\n") == 1, refused.err
     assert list((server_dir / "original_data" / "alice").iterdir()) == []
     assert json.loads(run_cli(local_config, *opts, "jobs", "--json", input=stdin).out) == []
+
+
+def test_a_gzip_bomb_fails_its_job_with_a_small_peak_memory(client):
+    """150 KB that inflate to gigabytes, sent as is: the job refuses it before parsing, in well under 300 MB."""
+    import re
+    import zlib
+
+    from ctgan_server.errors import LimitError
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts, size = [packer.compress(b"a,b,c,d\n")], 0
+    while size < 150_000:
+        parts.append(packer.compress(b"1,2.5,abc,2021-03-04\n" * 50_000))
+        size += len(parts[-1])
+    bomb = b"".join(parts) + packer.flush()
+    client.login("alice", PASSWORDS["alice"])
+    staged = client.session.call("upload", upload=[bomb], filename="bomb.csv")
+    job = client.session.call("fit", token=staged["token"], filename="bomb.csv", sha256=staged["sha256"], epochs=1)["job"]
+    with pytest.raises(LimitError, match="max_ratio"):
+        client.follow(job)
+    [peak] = [int(m.group(1)) for line in client.job_logs(job) if (m := re.search(r"peak RSS (\d+) MB", line))]
+    assert peak < 300
