@@ -95,6 +95,7 @@ class FitProgress:
         self.live = err.is_terminal
         self.progress = None
         self.task = None
+        self.prep_task = None
 
     def __enter__(self) -> "FitProgress":
         if self.live:
@@ -125,6 +126,15 @@ class FitProgress:
             state = event["state"]
             if state == "QUEUED":
                 note("Queued on the server; waiting for a free slot...")
+        elif kind == "preprocess":
+            # Two passes over the columns: the mode-finding fit, then the transform.
+            done = event["column"] + (event["columns"] if event.get("step") == "transform" else 0)
+            if self.progress is not None:
+                if self.prep_task is None:
+                    self.prep_task = self.progress.add_task("preprocessing", total=2 * event["columns"], losses="")
+                self.progress.update(self.prep_task, completed=done)
+            elif event["column"] == event["columns"]:
+                print(f"preprocessing: {event.get('step', 'transform')} done for {event['columns']} columns", file=sys.stderr, flush=True)
         elif kind == "epoch":
             losses = f"loss G {_loss(event['loss_g'])}  D {_loss(event['loss_d'])}"
             if self.progress is not None:

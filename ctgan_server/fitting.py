@@ -205,13 +205,19 @@ def run_fit(
     import torch  # noqa: F401  (heavy: imported only once the data is known good)
     from ctgan import CTGAN
 
+    from .preprocessing import fast_preprocessing
+
     device = configure_torch(settings)
     seed_everything(seed)
     model = CTGAN(epochs=epochs, verbose=False, enable_gpu=device.type != "cpu")
     model.set_device(device)
     started = time.time()
     emit({"event": "stage", "stage": "training", "device": str(device)})
-    with epoch_events(model, epochs, emit):
+
+    def preprocessed(step: str, column: int, columns: int) -> None:
+        emit({"event": "preprocess", "step": step, "column": column, "columns": columns})
+
+    with epoch_events(model, epochs, emit), fast_preprocessing(preprocessed):
         model.fit(train, discrete_columns)
     seconds = round(time.time() - started, 3)
     emit({"event": "stage", "stage": "report"})
