@@ -22,16 +22,15 @@ from .storage import UserStorage, dataset_stem, iso_utc
 Emit = Callable[[dict[str, Any]], None]
 
 
-def take_upload(path: Path, sha256: str, settings: Settings | None = None) -> bytes:
+def take_upload(path: Path, sha256: str, settings: Settings) -> bytes:
     """Read a staged original into memory and delete it, whatever happens next.
 
-    With ``settings``, a file over [service] max_upload_bytes is refused (and
-    deleted) before it is read, so it never has to fit in memory.
+    A file over [service] max_upload_bytes is refused (and deleted) before it
+    is read, so it never has to fit in memory.
     """
     try:
         with open(path, "rb") as fh:
-            if settings is not None:
-                check_upload_size(settings, path.name, os.fstat(fh.fileno()).st_size)
+            check_upload_size(settings, path.name, os.fstat(fh.fileno()).st_size)
             data = fh.read()
     except FileNotFoundError:
         raise NotFoundError("the uploaded file is gone from the staging folder; upload again") from None
