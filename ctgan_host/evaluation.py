@@ -15,12 +15,18 @@ from ctgan_server.errors import BadDataError
 
 
 def _read(path: Path) -> Any:
-    """The server's own reader (separator detection, the same refusals), fed the file's bytes."""
-    import gzip
+    """The server's own parser (separator detection, the same refusals), fed the file's bytes.
 
-    from ctgan_server.schema import read_uploaded_csv
+    The server's [service] row and column limits protect a shared machine;
+    they do not apply to the user's own files on the user's own machine.
+    """
+    import sys
 
-    return read_uploaded_csv(gzip.compress(path.read_bytes(), compresslevel=1), path.name)
+    from ctgan_server.schema import parse_csv
+    from ctgan_server.settings import Settings
+
+    unlimited = Settings(server_dir=Path("."), data_dir=Path("."), max_rows=sys.maxsize, max_columns=sys.maxsize)
+    return parse_csv(path.read_bytes(), path.name, settings=unlimited)
 
 
 def evaluate_files(real: Path, synthetic: Path, holdout: Path | None = None) -> dict[str, Any]:
