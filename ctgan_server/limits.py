@@ -188,8 +188,9 @@ def _feed_slices(guard: GzipGuard, gz_bytes: bytes) -> bytes | None:
 
 def check_jobs(settings: Any, jobs: list[dict[str, Any]]) -> None:
     """Refuse a new fit when the user already has [service] max_jobs_per_user jobs queued or running."""
-    # The state names are spelled out rather than imported: jobs.py is not needed to read a list.
-    active = sum(1 for job in jobs if job.get("state") in ("QUEUED", "RUNNING"))
+    from .jobs import QUEUED, RUNNING
+
+    active = sum(1 for job in jobs if job.get("state") in (QUEUED, RUNNING))
     if active >= settings.max_jobs_per_user:
         raise LimitError(
             f"you have {active} fit jobs queued or running, the most this server allows "
@@ -226,12 +227,17 @@ def check_sample_rows(settings: Any, rows: int) -> None:
         )
 
 
-def check_quota(settings: Any, storage: Any, adding: int = 0) -> int:
-    """Refuse when the user's stored files, plus ``adding`` bytes, exceed the quota; returns the bytes in use."""
+def check_quota(settings: Any, storage: Any) -> int:
+    """Refuse when the user's stored files already exceed the quota; returns the bytes in use."""
     used = storage.usage_bytes()
-    if used + adding > settings.quota_bytes:
-        raise LimitError(quota_message(settings, used + adding, would=bool(adding)))
+    check_quota_total(settings, used, growing=False)
     return used
+
+
+def check_quota_total(settings: Any, total: int, growing: bool = True) -> None:
+    """Refuse when ``total`` bytes (stored files, plus a file being written when ``growing``) exceed the quota."""
+    if total > settings.quota_bytes:
+        raise LimitError(quota_message(settings, total, would=growing))
 
 
 def quota_message(settings: Any, total: int, would: bool = True) -> str:

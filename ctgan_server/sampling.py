@@ -6,8 +6,8 @@ import gzip
 import io
 from typing import Any, Callable, Iterator
 
-from .errors import LimitError, ModelVersionError, UsageError
-from .limits import check_quota, check_sample_rows, quota_message
+from .errors import ModelVersionError, UsageError
+from .limits import check_quota, check_quota_total, check_sample_rows
 from .protocol import MAX_ROWS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
@@ -100,16 +100,14 @@ def run_sample(
                     # Checked per chunk, on what has reached the file: the
                     # overshoot is at most the chunks still being compressed,
                     # and on refusal the finally below removes the temporary file.
-                    if used + hashing.size > settings.quota_bytes:
-                        raise LimitError(quota_message(settings, used + hashing.size))
+                    check_quota_total(settings, used + hashing.size)
                     emit({"event": "sample", "rows": done, "total": rows})
 
             # One gzip member per chunk, compressed in threads while the next chunk is generated.
             for member in gzip_members(csv_blocks()):
                 hashing.write(member)
         # Again on the whole file: a small sample sits in buffers until the gzip is closed.
-        if used + hashing.size > settings.quota_bytes:
-            raise LimitError(quota_message(settings, used + hashing.size))
+        check_quota_total(settings, used + hashing.size)
         reservation.commit()
     finally:
         reservation.abandon()

@@ -29,6 +29,7 @@ from ctgan_server.limits import (
     check_epochs,
     check_jobs,
     check_quota,
+    check_quota_total,
     check_sample_rows,
     csv_too_big,
     human_bytes,
@@ -292,7 +293,7 @@ def test_helpers_name_their_service_keys():
 
     assert check_quota(settings, Used()) == 900
     with pytest.raises(LimitError, match=r"\[service\] quota_bytes"):
-        check_quota(settings, Used(), adding=101)
+        check_quota_total(settings, 900 + 101)
     jobs = [{"state": "RUNNING"}, {"state": "QUEUED"}, {"state": "DONE"}, {"state": "FAILED"}]
     check_jobs(_settings(max_jobs_per_user=3), jobs)
     with pytest.raises(LimitError, match=r"\[service\] max_jobs_per_user"):
