@@ -216,7 +216,9 @@ def retire_user_files(settings: Settings, user: str, keep: bool) -> Path:
             shutil.move(str(folder), str(make_private_dir(archive) / folder.parent.name))
         else:
             shutil.rmtree(folder)
-    audit_log = settings.data_dir / "audit" / f"{user}.log"
+    from .audit import AuditLog
+
+    audit_log = AuditLog(settings.data_dir, user).path
     if audit_log.exists():
         shutil.move(str(audit_log), str(make_private_dir(archive) / "audit.log"))
     return archive

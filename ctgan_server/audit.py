@@ -69,7 +69,7 @@ class AuditLog:
 
     @property
     def path(self) -> Path:
-        """The log file: what an admin archives (or `delete_all` removes) when the user is removed."""
+        """The log file: what `users remove` archives."""
         return self.folder / f"{self.user}.log"
 
     def record(self, event: str, address: str, **fields: Any) -> None:
@@ -97,10 +97,6 @@ class AuditLog:
             return self.path.read_text(encoding="ascii", errors="replace").splitlines()
         except FileNotFoundError:
             return []
-
-    def delete_all(self) -> None:
-        """Remove the user's audit trail (when the user is removed and it is not to be archived)."""
-        self.path.unlink(missing_ok=True)
 
 
 class LoginFailures:

@@ -74,14 +74,6 @@ def test_unknown_events_field_names_and_users_are_programming_errors(tmp_path):
     assert log.lines() == []
 
 
-def test_delete_all(tmp_path):
-    log = AuditLog(tmp_path, "alice")
-    log.record("login", "local")
-    log.delete_all()
-    assert not log.path.exists() and log.lines() == []
-    log.delete_all()  # nothing to delete is fine
-
-
 def test_client_address(monkeypatch):
     monkeypatch.delenv("SSH_CONNECTION", raising=False)
     monkeypatch.delenv("SSH_CLIENT", raising=False)
