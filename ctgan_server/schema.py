@@ -15,7 +15,7 @@ import io
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -314,6 +314,13 @@ def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
     return True
 
 
+def _number_share(observed: pd.Series) -> float:
+    """The share of values that read as numbers; each distinct value is tried once."""
+    counts = observed.astype(str).value_counts(sort=False)
+    numbers = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna().to_numpy()
+    return float(counts.to_numpy()[numbers].sum() / len(observed))
+
+
 def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) -> dict[str, Any]:
     from .identifiers import looks_like_identifier
 
@@ -347,14 +354,14 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
         col.update(kind="constant", value=_json_scalar(observed.iloc[0]), reason="a single value")
     elif text and _datetime(col, observed, forced=False):
         pass
-    elif text and looks_like_identifier(observed):
+    elif text and looks_like_identifier(observed, col["distinct"]):
         _identifier(col, observed, False, f"{col['distinct']} distinct values in {len(observed)}: record IDs")
     elif text and col["distinct"] > HIGH_CARDINALITY:
         _free_text(col, observed)
     elif not _is_number(series):
         _discrete(col, observed, f"{col['dtype']} values")
-        share = float(pd.to_numeric(observed.astype(str), errors="coerce").notna().mean())
-        if 0 < share < 1 and text:
+        share = _number_share(observed) if text else 0.0
+        if 0 < share < 1:
             col["warning"] = f"mixed types: {share:.0%} numbers, {1 - share:.0%} text; kept as text categories"
     elif col["distinct"] <= DISCRETE_INT_MAX_DISTINCT and _whole_numbers(observed):
         _discrete(col, observed, f"whole numbers with {col['distinct']} distinct values")
@@ -364,8 +371,14 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
     return col
 
 
-def build_plan(frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One kind per column, with the reason; ``overrides`` maps an option (discrete, id, ...) to column names."""
+def build_plan(
+    frame: pd.DataFrame, overrides: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """One kind per column, with the reason; ``overrides`` maps an option (discrete, id, ...) to column names.
+
+    ``progress`` is told (columns planned, columns) after each column: on a
+    million rows a column takes a second or more.
+    """
     chosen = _check_overrides(frame, overrides or {})
     taken = set(map(str, frame.columns))
     warnings = []
@@ -385,6 +398,8 @@ def build_plan(frame: pd.DataFrame, overrides: dict[str, Any] | None = None) -> 
             col["missing_flag"] = _unused_name(f"{name}{MISSING_FLAG_SUFFIX}", taken)
             taken.add(col["missing_flag"])
         columns.append(col)
+        if progress is not None:
+            progress(len(columns), frame.shape[1])
     if not any(c["kind"] in TRAINED_KINDS for c in columns):
         raise BadDataError("no column has varying values CTGAN can learn from, so there is nothing to fit")
     warnings += [f"{c['name']}: {c['warning']}" for c in columns if "warning" in c]
