@@ -32,16 +32,16 @@ def timed(model, rows: int, condition: tuple[str, str], steered: bool) -> tuple[
     """Rows/s of ``rows`` matching rows through the server's draw loop, and the share of draws that match."""
     from unittest import mock
 
-    from ctgan_server import conditioning, sampling
+    from ctgan_server import generation, sampling
 
-    real_draw = conditioning.draw
+    real_draw = generation.generate
     steer = condition if steered else None
 
-    def draw(model, n, _steer):
+    def draw(model, n, _steer=None):
         return real_draw(model, n, steer)
 
     start = time.perf_counter()
-    with mock.patch.object(conditioning, "draw", draw):
+    with mock.patch.object(generation, "generate", draw):
         got = sum(len(chunk) for chunk in sampling._chunks(model, rows, {condition[0]: condition[1]}))
     seconds = time.perf_counter() - start
     probe = real_draw(model, 20_000, steer)

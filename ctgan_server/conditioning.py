@@ -20,13 +20,13 @@ Home=rent 0.30 -> 0.34 -> 0.96.  The matching rows kept the model's own
 conditional distribution: compared with rows the model generated without a
 condition and filtered, column means differed by at most 0.12 standard
 deviations.  Every row is still checked (``transform.matching_rows``); steering
-only makes matches common.  Unconditional sampling is left as ctgan does it.
+only makes matches common.  ``generation.generate`` draws the rows, in eval
+mode for every request, conditioned or not.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator
+from typing import Any
 
 
 def repair(model: Any) -> None:
@@ -55,23 +55,3 @@ def steering(model: Any, conditions: dict[str, str]) -> tuple[str, str] | None:
         if best is None or share < best[0]:
             best = (share, column, value)
     return None if best is None else (best[1], best[2])
-
-
-@contextlib.contextmanager
-def running_statistics(model: Any) -> Iterator[None]:
-    """Generate with the generator in eval mode (see above), and leave it as it was."""
-    generator = model._generator
-    was_training = generator.training
-    generator.eval()
-    try:
-        yield
-    finally:
-        generator.train(was_training)
-
-
-def draw(model: Any, rows: int, steer: tuple[str, str] | None) -> Any:
-    """``rows`` raw CTGAN rows, steered towards ``steer`` when given."""
-    if steer is None:
-        return model.sample(rows)
-    with running_statistics(model):
-        return model.sample(rows, condition_column=steer[0], condition_value=steer[1])

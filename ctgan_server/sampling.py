@@ -1,4 +1,11 @@
-"""Sampling a stored model into a gzipped CSV, in chunks so memory stays flat."""
+"""Sampling a stored model into a gzipped CSV, in chunks so memory stays flat.
+
+The stages overlap: ``generation`` draws a chunk, ``transform.Restorer``
+brings it back to the original's columns, ``csv_writer`` formats it, and
+``storage.gzip_members`` compresses it in threads while the next chunk is
+drawn.  Each finished member goes to the stored file and, when the client
+asked for it, straight down the session as frames (``server.do_sample``).
+"""
 
 from __future__ import annotations
 
@@ -65,7 +72,9 @@ def run_sample(
     emit: Callable[[dict[str, Any]], None],
     conditions: dict[str, Any] | None = None,
     seed: int | None = None,
+    on_member: Callable[[bytes], None] | None = None,
 ) -> dict[str, Any]:
+    """Sample ``rows`` rows into a stored dataset; each gzip member is also handed to ``on_member`` as it is written."""
     rows = whole_number(rows, "rows", MAX_ROWS)
     check_sample_rows(settings, rows)  # before the model is loaded: a refusal costs nothing
     if seed is not None:
@@ -82,10 +91,12 @@ def run_sample(
     model, id_records = load_model(storage, model_name, meta, settings)
     import numpy as np
 
+    from .csv_writer import CsvWriter
     from .transform import Restorer
 
     seed_everything(seed)
     restore = Restorer(meta, id_records, np.random.default_rng(seed), conditioned=wanted)
+    write_csv = CsvWriter(meta.get("delimiter", ","), restore.for_csv)
     reservation = storage.reserve_dataset(meta["dataset"], rows)
     try:
         with reservation.open() as raw:
@@ -94,8 +105,7 @@ def run_sample(
             def csv_blocks() -> Iterator[bytes]:
                 done = 0
                 for chunk in _chunks(model, rows, wanted):
-                    text = restore.for_csv(restore(chunk)).to_csv(None, index=False, header=done == 0, sep=meta.get("delimiter", ","))
-                    yield text.encode("utf-8")
+                    yield write_csv(restore(chunk))
                     done += len(chunk)
                     # Checked per chunk, on what has reached the file: the
                     # overshoot is at most the chunks still being compressed,
@@ -106,6 +116,8 @@ def run_sample(
             # One gzip member per chunk, compressed in threads while the next chunk is generated.
             for member in gzip_members(csv_blocks()):
                 hashing.write(member)
+                if on_member is not None:
+                    on_member(member)
         # Again on the whole file: a small sample sits in buffers until the gzip is closed.
         check_quota_total(settings, used + hashing.size)
         reservation.commit()
@@ -123,13 +135,15 @@ def run_sample(
 
 def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:
     """Raw CTGAN rows in chunks of at most CHUNK_ROWS, keeping only rows that meet the conditions."""
+    from . import generation
+
     if not conditions:
         for done in range(0, rows, CHUNK_ROWS):
-            yield model.sample(min(CHUNK_ROWS, rows - done))
+            yield generation.generate(model, min(CHUNK_ROWS, rows - done))
         return
     import pandas as pd
 
-    from .conditioning import draw, steering
+    from .conditioning import steering
     from .transform import matching_rows
 
     steer = steering(model, conditions)
@@ -149,7 +163,7 @@ def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:
             rate = matched / drawn if drawn else 1.0
             needed = want - (0 if spare is None else len(spare))
             batch = int(min(MAX_DRAW_BATCH, budget - drawn, max(needed / max(rate, 1e-4) * 1.2, 1000)))
-            found = matching_rows(draw(model, batch, steer), conditions)
+            found = matching_rows(generation.generate(model, batch, steer), conditions)
             drawn += batch
             matched += len(found)
             spare = found if spare is None else pd.concat([spare, found], ignore_index=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctgan_server import conditioning, sampling
+from ctgan_server import conditioning, generation, sampling
 from ctgan_server.errors import UsageError
 
 
@@ -44,7 +44,7 @@ def _generator_inputs(model, column: str, value: str) -> tuple[np.ndarray, bool]
 
     model._generator.forward = spy
     try:
-        conditioning.draw(model, 50, (column, value))
+        generation.generate(model, 50, (column, value))
     finally:
         del model._generator.forward
     inputs, training = seen[0]
@@ -78,11 +78,17 @@ def test_every_row_meets_every_condition(model):
 
 
 class _NinetyPercent:
-    """A stand-in generator: 90% of its rows meet a=yes.  Real CTGAN at 5M rows would take minutes."""
+    """A stand-in model: 90% of its rows meet a=yes.  Real CTGAN at 5M rows would take minutes.
+
+    It has no transformer, so ``generation.generate`` falls back to its ``sample``.
+    """
 
     def __init__(self):
+        import torch
+
         self.rng = np.random.default_rng(1)
         self.drawn = 0
+        self._generator = torch.nn.Linear(1, 1)  # only switched to eval mode and back
 
     def sample(self, n):
         self.drawn += n
