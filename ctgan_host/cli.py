@@ -386,8 +386,8 @@ def sample(app: App, model: str | None, rows: int | None, out: str | None, condi
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
     if rows is None:
         rows = app.ask("Please enter sampling size", "--rows", type=ROWS)
-    with ui.status(f"Sampling {rows} rows from {model}..."):
-        path, stored = client.sample_to_file(model, rows, out, conditions=wanted, seed=seed)
+    with ui.TransferProgress(f"sample {model}", total=rows, rows=True) as progress:
+        path, stored = client.sample_to_file(model, rows, out, conditions=wanted, seed=seed, on_rows=progress)
     ui.out.print(f"Wrote {path} ({rows} rows); stored on the server as {stored['name']}")
 
 

@@ -285,22 +285,31 @@ class Client:
         on_event: OnEvent | None = None,
         conditions: dict[str, Any] | None = None,
         seed: int | None = None,
+        on_rows: Progress | None = None,
     ) -> tuple[Path, dict[str, Any]]:
         """Sample on the server, store the result there, and bring back a plain CSV.
 
-        ``conditions`` maps discrete columns to the value every row must have;
-        ``seed`` makes the file repeatable for one model.
+        The file streams back while the server is still sampling; ``on_rows``
+        is told the rows received so far.  ``conditions`` maps discrete
+        columns to the value every row must have; ``seed`` makes the file
+        repeatable for one model.
         """
         whole_number(rows, "rows", MAX_ROWS)
         if seed is not None:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
-        params: dict[str, Any] = {"model": model, "rows": rows}
+        params: dict[str, Any] = {"model": model, "rows": rows, "stream": True}
         if conditions:
             params["conditions"] = {str(k): str(v) for k, v in conditions.items()}
         if seed is not None:
             params["seed"] = seed
-        result = self.session.call("sample", on_event=on_event, **params)
-        return self._fetch(result, out_dir), result
+
+        def rows_received(lines: int) -> None:
+            if on_rows is not None:
+                on_rows(min(max(lines - 1, 0), rows))  # less the header; a value may hold a line break
+
+        return Transfer(self.session).download(
+            "sample", self._out_dir(out_dir), _local_name, lines=rows_received, on_event=on_event, **params
+        )
 
     def sample(
         self, model: str, rows: int, on_event: OnEvent | None = None, conditions: dict[str, Any] | None = None, seed: int | None = None
@@ -312,18 +321,22 @@ class Client:
 
     def download_to_file(self, name: str, out_dir: str | os.PathLike | None = None, on_progress: Progress | None = None) -> Path:
         """Bring back a stored dataset as a plain CSV in ``out_dir``; ``on_progress`` gets the gzip bytes received."""
-        return self._fetch({"name": name}, out_dir, on_progress)
+        name = check_file_name(name, SYNTHETIC_SUFFIX)
+        path, _ = Transfer(self.session).download("download", self._out_dir(out_dir), _local_name, on_progress, name=name)
+        return path
 
     def download(self, name: str) -> "pd.DataFrame":
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             return _read_csv(self.download_to_file(name, tmp), None)
 
-    def _fetch(self, stored: dict[str, Any], out_dir: str | os.PathLike | None, on_progress: Progress | None = None) -> Path:
-        # The name comes from the server: still only ever a plain file name inside out_dir.
-        name = check_file_name(stored["name"], SYNTHETIC_SUFFIX)
-        dest = Path(out_dir if out_dir is not None else self.synthetic_output) / plain_name(name)
-        path, _ = Transfer(self.session).download("download", dest, on_progress, name=name)
-        return path
+    def _out_dir(self, out_dir: str | os.PathLike | None) -> Path:
+        return Path(out_dir if out_dir is not None else self.synthetic_output)
+
+
+def _local_name(stored: dict[str, Any]) -> str:
+    """The local file name for a stored dataset the server named in its reply."""
+    # The name comes from the server: still only ever a plain file name inside the folder.
+    return plain_name(check_file_name(stored["name"], SYNTHETIC_SUFFIX))
 
 
 def _read_csv(path: Path, dtypes: dict[str, str] | None) -> "pd.DataFrame":

@@ -38,10 +38,15 @@ def gzip_blocks(local: Path, progress: Progress | None = None) -> Iterator[bytes
 
 
 class Gunzipper:
-    """Receives gzip frames and writes the decompressed bytes to an open file as they arrive."""
+    """Receives gzip frames and writes the decompressed bytes to an open file as they arrive.
 
-    def __init__(self, out: Any, progress: Progress | None = None):
-        self.out, self.progress, self.received = out, progress, 0
+    ``progress`` is told the gzip bytes received so far; ``lines`` the line
+    breaks written so far (a CSV's rows, plus its header, when no value holds
+    a line break), for a stream whose compressed size is not known ahead.
+    """
+
+    def __init__(self, out: Any, progress: Progress | None = None, lines: Progress | None = None):
+        self.out, self.progress, self.lines, self.received, self.line_count = out, progress, lines, 0, 0
         self.inflater = zlib.decompressobj(31)
         self.complete = False  # the last gzip member has ended, with nothing after it
 
@@ -52,7 +57,11 @@ class Gunzipper:
         try:
             while block:
                 self.complete = False
-                self.out.write(self.inflater.decompress(block))
+                plain = self.inflater.decompress(block)
+                self.out.write(plain)
+                if self.lines and plain:
+                    self.line_count += plain.count(b"\n")
+                    self.lines(self.line_count)
                 # A stream of several gzip members (parallel compression) goes on in a fresh inflater.
                 block = self.inflater.unused_data
                 if self.inflater.eof:
@@ -76,15 +85,30 @@ class Transfer:
             raise TransferError(f"{local.name} arrived damaged on the server (sha256 mismatch); try again")
         return staged
 
-    def download(self, method: str, dest: Path, progress: Progress | None = None, **params: Any) -> tuple[Path, dict[str, Any]]:
-        """Call ``method``, whose reply streams a gzipped file; write it decompressed to ``dest`` atomically."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+    def download(
+        self,
+        method: str,
+        folder: Path,
+        name_of: Callable[[dict[str, Any]], str],
+        progress: Progress | None = None,
+        lines: Progress | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        **params: Any,
+    ) -> tuple[Path, dict[str, Any]]:
+        """Call ``method``, whose reply streams a gzipped file; write it decompressed into ``folder`` atomically.
+
+        The file's name is ``name_of(reply)``: a streamed sample is named by
+        the server only when it is complete.  Until the reply has come and the
+        sha256 matches, the bytes sit in a hidden temporary file beside it.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{method}.{uuid.uuid4().hex[:8]}.part"
         try:
             with open(tmp, "wb") as out:
-                sink = Gunzipper(out, progress)
-                result = self.session.call(method, download=sink, **params)
-                if sink.received and not sink.complete:
+                sink = Gunzipper(out, progress, lines)
+                result = self.session.call(method, on_event=on_event, download=sink, **params)
+                dest = folder / name_of(result)
+                if not sink.received or not sink.complete:
                     raise TransferError(f"{result.get('name', dest.name)} arrived cut short; nothing was written")
             received = self.session.transferred
             if received is None or received[0] != result["sha256"]:

@@ -148,21 +148,21 @@ class FitProgress:
 
 
 class TransferProgress:
-    """Bytes moved and speed, live on a terminal; silent otherwise.  Call the object with the bytes so far."""
+    """Bytes moved and speed, or rows received, live on a terminal; silent otherwise.  Call the object with the count so far."""
 
-    def __init__(self, description: str, total: int | None = None):
-        self.description, self.total = description, total
+    def __init__(self, description: str, total: int | None = None, rows: bool = False):
+        self.description, self.total, self.rows = description, total, rows
         self.progress: Any = None
         self.task: Any = None
 
     def __enter__(self) -> "TransferProgress":
         if err.is_terminal:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err,
-                transient=True,
+            from rich.progress import (
+                BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn,
             )
+
+            counts = (MofNCompleteColumn(), TimeElapsedColumn()) if self.rows else (DownloadColumn(), TransferSpeedColumn())
+            self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), *counts, console=err, transient=True)
             self.progress.__enter__()
             self.task = self.progress.add_task(self.description, total=self.total)
         return self

@@ -8,7 +8,10 @@ A line is at most MAX_LINE bytes.
 Bulk bytes travel in the same stream, because an app user's SSH key runs
 only `serve` (no SFTP): a run of frames, each a 4-byte big-endian length
 and that many bytes, ended by a zero-length frame.  An upload's frames follow
-the server's ``{"event": "send"}``; a download's follow ``{"event": "frames"}``.
+the server's ``{"event": "send"}``; a download's follow ``{"event": "frames"}``,
+and so do a ``sample`` call's when it asks for ``stream``: the file then
+arrives while it is being made, and no progress event comes between its
+frames.
 The sha256 of the bytes is in the reply, and both sides check it.
 Bump PROTOCOL_VERSION whenever a method or field changes meaning.
 """
@@ -22,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import CtganError, LimitError, ProtocolError, UsageError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_LINE = 1 << 20  # a request line; more is refused before it is parsed
 MAX_FRAME = 1 << 20  # payload bytes per frame
 _FRAME_HEADER = struct.Struct(">I")
@@ -78,19 +81,33 @@ def check_holdout(value: Any) -> float:
     return float(value)
 
 
-def write_frames(write: Callable[[bytes], Any], blocks: Iterable[bytes]) -> tuple[str, int]:
-    """Send ``blocks`` as frames and the end frame; returns the sha256 and size of what was sent."""
-    digest, size = hashlib.sha256(), 0
-    for block in blocks:
+class FrameWriter:
+    """A run of frames written block by block, for a stream whose blocks are made while it is being sent."""
+
+    def __init__(self, write: Callable[[bytes], Any]):
+        self.write, self.digest, self.size = write, hashlib.sha256(), 0
+
+    def send(self, block: bytes) -> None:
         view = memoryview(block)
         for start in range(0, len(view), MAX_FRAME):
             piece = view[start : start + MAX_FRAME]
-            write(_FRAME_HEADER.pack(len(piece)))
-            write(piece)
-            digest.update(piece)
-            size += len(piece)
-    write(_FRAME_HEADER.pack(0))
-    return digest.hexdigest(), size
+            self.write(_FRAME_HEADER.pack(len(piece)))
+            self.write(piece)
+            self.digest.update(piece)
+            self.size += len(piece)
+
+    def close(self) -> tuple[str, int]:
+        """Write the end frame; returns the sha256 and size of what was sent."""
+        self.write(_FRAME_HEADER.pack(0))
+        return self.digest.hexdigest(), self.size
+
+
+def write_frames(write: Callable[[bytes], Any], blocks: Iterable[bytes]) -> tuple[str, int]:
+    """Send ``blocks`` as frames and the end frame; returns the sha256 and size of what was sent."""
+    frames = FrameWriter(write)
+    for block in blocks:
+        frames.send(block)
+    return frames.close()
 
 
 def read_frames(

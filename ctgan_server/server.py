@@ -9,6 +9,7 @@ Input that is not the protocol ends the session with one error line.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -24,7 +25,7 @@ from . import __version__
 from .auth import CredentialStore
 from .errors import AuthError, CtganError, InternalError, NotFoundError, ProtocolError, UsageError, VersionMismatchError
 from .protocol import (
-    MAX_EPOCHS, MAX_LINE, MAX_SEED, PROTOCOL_VERSION, check_holdout, decode, encode, error_reply, read_frames, reply, whole_number,
+    MAX_EPOCHS, MAX_LINE, MAX_SEED, PROTOCOL_VERSION, FrameWriter, check_holdout, decode, encode, error_reply, read_frames, reply, whole_number,
     write_frames,
 )
 from .runtime import ctgan_available, require_ctgan
@@ -391,10 +392,36 @@ class Server:
 
         return list(iter_logs(self.jobs, self.jobs.check_id(job)))
 
-    def do_sample(self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
+    def do_sample(
+        self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None, stream: bool = False
+    ) -> dict[str, Any]:
+        """Sample into a stored dataset; with ``stream``, its gzip members also go to the client as frames while sampling goes on."""
         from .sampling import run_sample
 
-        result = run_sample(self.storage, self.settings, model, rows, self.send, conditions, seed)
+        if not isinstance(stream, bool):
+            raise UsageError(f"stream must be true or false, not {stream!r}")
+        frames: FrameWriter | None = None
+
+        def emit(event: dict[str, Any]) -> None:
+            if frames is None:  # once frames flow, nothing else may come between them
+                self.send(event)
+
+        def send_member(member: bytes) -> None:
+            nonlocal frames
+            if frames is None:
+                self.send({"event": "frames", "rows": rows})
+                frames = FrameWriter(self.out.write)
+            frames.send(member)
+
+        try:
+            result = run_sample(self.storage, self.settings, model, rows, emit, conditions, seed, send_member if stream else None)
+        finally:
+            if frames is not None:
+                # The end frame goes out whatever happened, so the reply
+                # (or the error) that follows is read as a line again.
+                with contextlib.suppress(OSError):
+                    frames.close()
+                    self.out.flush()
         self.audit("sample", model=model, dataset=result["name"])
         return result
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, as_user, make_server, run_cli, write_client_config
+from conftest import PASSWORDS, REPO, Result, as_user, make_server, run_cli, write_client_config
 from ctgan_server.errors import BadDataError, LimitError
 from ctgan_server.limits import (
     RATIO_FLOOR,
@@ -411,6 +411,24 @@ def test_cli_sample_that_would_cross_the_quota_is_stopped_and_leaves_nothing(fit
     for path in _files(folder):
         if path not in before:
             path.unlink()
+
+
+def test_a_sample_stopped_mid_stream_leaves_nothing_and_the_session_goes_on(fitted):
+    """The quota is crossed after rows have already streamed to the client: no file on either side, no stray bytes."""
+    from ctgan_host import Client
+
+    server, out = fitted["server"], fitted["client"] / "out_stream"
+    folder = server / "synthetic_csv_database" / USER
+    before = _files(folder)
+    used = UserStorage(server, USER).usage_bytes()
+    received: list[int] = []
+    with _limits(server, quota_bytes=used + 40_000), Client.from_config(fitted["config"]) as client:
+        client.login(USER, PASSWORDS[USER])
+        with pytest.raises(LimitError, match=r"\[service\] quota_bytes"):
+            client.sample_to_file(fitted["model"], 400_000, out, on_rows=received.append)
+        assert received and received[-1] > 0  # the failure came after frames had flowed
+        assert _files(folder) == before and not _files(out)  # no .part file either
+        assert fitted["model"] in [m["name"] for m in client.models()]  # the stream ended cleanly: the session is in step
 
 
 def test_the_job_log_plan_holds_no_values(fitted):

@@ -17,6 +17,7 @@ from ctgan_server.auth import CredentialStore
 from ctgan_host.session import Session
 from ctgan_host.transport import open_connection
 from ctgan_server.errors import AuthError, ModelVersionError, NotFoundError, UsageError, VersionMismatchError
+from ctgan_server.protocol import PROTOCOL_VERSION
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_listing_imports_no_torch_pandas_or_ctgan(local_config):
     requests = "\n".join(
         json.dumps(r)
         for r in (
-            {"id": 1, "method": "hello", "params": {"protocol": 2, "version": __import__("ctgan_server").__version__}},
+            {"id": 1, "method": "hello", "params": {"protocol": PROTOCOL_VERSION, "version": __import__("ctgan_server").__version__}},
             {"id": 2, "method": "login", "params": {"user": "alice", "password": "alice-secret-pw"}},
             {"id": 3, "method": "models", "params": {}},
             {"id": 4, "method": "datasets", "params": {}},
