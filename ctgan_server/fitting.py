@@ -58,32 +58,81 @@ def finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Within an epoch, a "step" event at most this often: a one-epoch fit of a
+# million rows is 2,000 steps and minutes without any other event.
+STEP_EVENT_SECONDS = 5.0
+
+
+class _StepCounter:
+    """Counts training steps through the DataSampler CTGAN asks for a conditional vector once per step.
+
+    ctgan 0.12.1 calls ``sample_condvec`` once per discriminator step and once
+    per generator step, even without discrete columns.  The counting wrapper
+    is an attribute of that one sampler object, removed before anything
+    pickles the model.
+    """
+
+    def __init__(self, model: Any, epochs: int, emit: Emit):
+        self.sampler = model._data_sampler
+        self.per_step = getattr(model, "_discriminator_steps", 1) + 1
+        self.steps = max(getattr(self.sampler, "_data_length", 0) // getattr(model, "_batch_size", 500), 1)
+        self.epochs, self.emit = epochs, emit
+        self.epoch, self.calls, self.last = 0, 0, time.monotonic()
+        original = self.sampler.sample_condvec
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            now = time.monotonic()
+            if now - self.last >= STEP_EVENT_SECONDS:
+                self.last = now
+                step = min(self.calls // self.per_step, self.steps)
+                self.emit({"event": "step", "epoch": self.epoch + 1, "epochs": self.epochs, "step": step, "steps": self.steps})
+            return original(*args, **kwargs)
+
+        self.sampler.sample_condvec = counting
+
+    def start(self, epoch: int) -> None:
+        self.epoch, self.calls, self.last = epoch, 0, time.monotonic()
+
+    def remove(self) -> None:
+        self.sampler.__dict__.pop("sample_condvec", None)
+
+
 @contextlib.contextmanager
 def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
-    """Report each finished epoch's losses.
+    """Report each finished epoch's losses, and long epochs' steps (see STEP_EVENT_SECONDS).
 
     ctgan 0.12.1's fit has no callback, but it drives its epoch loop through the
     module-level ``tqdm``.  Swapping that for a generator lets us run code
     between epochs: when the loop asks for epoch i+1, epoch i is done and its
-    losses are the last row of ``model.loss_values``.
+    losses are the last row of ``model.loss_values``.  By the time the loop
+    starts, the model has its DataSampler, through which steps are counted.
     """
     import ctgan.synthesizers.ctgan as ctgan_module
+
+    counters: list[_StepCounter] = []
 
     def reporting_range(iterable: Any, **_: Any) -> Any:
         class Loop:
             def __iter__(self) -> Iterator[int]:
-                for i in iterable:
-                    yield i
-                    last = model.loss_values.iloc[-1]
-                    emit(
-                        {
-                            "event": "epoch",
-                            "epoch": i + 1,
-                            "epochs": epochs,
-                            "loss_g": finite_or_none(last["Generator Loss"]),
-                            "loss_d": finite_or_none(last["Discriminator Loss"]),
-                        }
-                    )
+                counter = _StepCounter(model, epochs, emit)
+                counters.append(counter)
+                try:
+                    for i in iterable:
+                        counter.start(i)
+                        yield i
+                        last = model.loss_values.iloc[-1]
+                        emit(
+                            {
+                                "event": "epoch",
+                                "epoch": i + 1,
+                                "epochs": epochs,
+                                "loss_g": finite_or_none(last["Generator Loss"]),
+                                "loss_d": finite_or_none(last["Discriminator Loss"]),
+                            }
+                        )
+                finally:
+                    counter.remove()
 
             def set_description(self, *_: Any, **__: Any) -> None:
                 pass
@@ -96,6 +145,8 @@ def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
         yield
     finally:
         ctgan_module.tqdm = original
+        for counter in counters:  # a fit that raised mid-epoch leaves its generator unfinished
+            counter.remove()
 
 
 def split_holdout(frame: Any, fraction: float, seed: int | None) -> tuple[Any, Any]:
@@ -108,51 +159,79 @@ def split_holdout(frame: Any, fraction: float, seed: int | None) -> tuple[Any, A
     return frame.drop(held.index), held
 
 
-def fit_report(model: Any, plan: dict[str, Any], id_records: dict[str, Any], train: Any, holdout: Any, seed: int | None) -> dict[str, Any]:
+def fit_report(model: Any, plan: dict[str, Any], id_records: dict[str, Any], real: Any, holdout: Any, seed: int | None) -> dict[str, Any]:
     """Quality and privacy, measured while the job still holds the training rows; aggregates only.
 
-    The synthetic table is the training table's size and comes through the
-    same restore as `sample`, so the report judges what users will get.
+    ``real`` and ``holdout`` are already in the report's view (``report_view``).
+    The synthetic table is the training table's size (at most the report's
+    MAX_ROWS) and comes through the same restore as `sample`, so the report
+    judges what users will get.
     """
     import numpy as np
 
     from .report import MAX_ROWS, build
     from .transform import Restorer
 
-    rows = min(len(train), MAX_ROWS)
+    rows = min(len(real), MAX_ROWS)
     synthetic = Restorer(plan, id_records, np.random.default_rng(seed))(model.sample(rows))
-    prepare = report_view(plan)
-    return build(prepare(train), prepare(synthetic), prepare(holdout) if holdout is not None else None)
+    return build(real, report_view(plan)(synthetic), holdout)
 
 
-def report_view(plan: dict[str, Any]) -> Callable[[Any], Any]:
+def report_view(plan: dict[str, Any]) -> Callable[..., Any]:
     """The columns a stored report may describe, in a form that carries no single record.
 
     Identifiers and ignored columns are left out (an ID's "distribution" is a
     list of IDs), dates become numbers (a list of top timestamps would be
     raw values), and free text keeps only the values the plan kept, with the
     rare ones grouped as in training.
+
+    Given ``encoded``, the training frame that ``training_frame`` made of the
+    same rows, dates and free text are taken from it (with its gaps put back)
+    instead of being parsed and grouped a second time: the same values.
     """
     from .dates import to_seconds
 
-    def view(frame: Any) -> Any:
+    def view(frame: Any, encoded: Any = None) -> Any:
+        import pandas as pd
+
+        from .transform import YES
+
         out = {}
         for col in plan["columns"]:
             name, kind = col["name"], col["kind"]
             if kind in ("identifier", "ignored", "empty"):
                 continue
-            values = frame[name]
-            if kind == "datetime":
-                values = to_seconds(values, col["datetime"])
-            elif kind == "high-cardinality text":
-                text = values.astype(str).where(values.notna())
-                values = text.where(text.isin(col["categories"]) | text.isna(), col["other_token"])
+            if encoded is not None and kind == "datetime":
+                values = encoded[name]
+                if col.get("missing_flag") in encoded:
+                    values = values.where(encoded[col["missing_flag"]] != YES)  # the gaps training filled
+            elif encoded is not None and kind == "high-cardinality text":
+                values = encoded[name].where(encoded[name] != col["missing_token"])
+            else:
+                values = frame[name]
+                if kind == "datetime":
+                    values = to_seconds(values, col["datetime"])
+                elif kind == "high-cardinality text":
+                    text = values.astype(str).where(values.notna())
+                    values = text.where(text.isin(col["categories"]) | text.isna(), col["other_token"])
             out[name] = values
-        import pandas as pd
-
         return pd.DataFrame(out, index=frame.index)
 
     return view
+
+
+def drop_training_rows(model: Any) -> None:
+    """Forget which training rows hold each category: the stored model must not carry them.
+
+    ctgan 0.12.1's DataSampler keeps, for every discrete column, the row
+    numbers of each category (``_rid_by_cat_cols``), which spells out those
+    columns of the training table row by row, and made up half of a diamonds
+    model file (1.3 of 2.6 MB; 8 bytes per row and discrete column).  Only
+    training draws from it; sampling reads the category frequencies.
+    """
+    sampler = getattr(model, "_data_sampler", None)
+    if sampler is not None and hasattr(sampler, "_rid_by_cat_cols"):
+        sampler._rid_by_cat_cols = []
 
 
 def run_fit(
@@ -187,6 +266,7 @@ def run_fit(
 
     # Inflated again, kept this time, only once it is this job's turn.  Still
     # before pandas is imported: nothing here imports it until parse_csv.
+    emit({"event": "stage", "stage": "reading"})
     raw = inflate_upload(settings, filename, gz_bytes)
     del gz_bytes
     from .schema import build_plan, identifier_records, parse_csv
@@ -194,14 +274,25 @@ def run_fit(
 
     frame = parse_csv(raw, filename, text_columns, settings=settings)
     del raw
-    plan = build_plan(frame, overrides)
+    emit({"event": "stage", "stage": "planning", "rows": len(frame)})
+    plan = build_plan(frame, overrides, lambda done, total: emit({"event": "plan_column", "column": done, "columns": total}))
     emit(plan_event(len(frame), plan))
     # The holdout never reaches training: it is kept in memory only to judge memorisation.
     frame, held_out = split_holdout(frame, holdout, seed)
     train, discrete_columns = training_frame(frame, plan, seed)
     id_records = identifier_records(frame, plan)
+    # From here the report's view of the rows stands in for the table itself:
+    # no identifier or raw date string is held through training.
+    view = report_view(plan)
+    real = view(frame, encoded=train)
+    held_view = view(held_out) if held_out is not None else None
+    rows = len(train)
+    del frame, held_out
 
-    import torch  # noqa: F401  (heavy: imported only once the data is known good)
+    # Heavy, and needed only now: imported once the data is known good.  A
+    # thread importing them while the CSV was parsed and planned saved nothing
+    # (both hold the GIL: 4.8 s either way on 100k rows).
+    import torch
     from ctgan import CTGAN
 
     from .preprocessing import fast_preprocessing
@@ -218,10 +309,12 @@ def run_fit(
 
     with epoch_events(model, epochs, emit), fast_preprocessing(preprocessed):
         model.fit(train, discrete_columns)
+    del train
+    drop_training_rows(model)
     seconds = round(time.time() - started, 3)
     emit({"event": "stage", "stage": "report"})
-    report = fit_report(model, plan, id_records, frame, held_out, seed)
-    del frame, held_out
+    report = fit_report(model, plan, id_records, real, held_view, seed)
+    del real, held_view
 
     losses = [
         {
@@ -256,7 +349,7 @@ def run_fit(
             "delimiter": plan["delimiter"],
             "warnings": plan["warnings"],
             "fit": {
-                "rows": len(train),
+                "rows": rows,
                 "holdout": holdout,
                 "epochs": epochs,
                 "seed": seed,
@@ -275,4 +368,4 @@ def run_fit(
         reservation.abandon()
         if not reservation.committed:
             storage.meta_path(reservation.name).unlink(missing_ok=True)
-    return {"model": reservation.name, "rows": len(train), "epochs": epochs, "seconds": seconds}
+    return {"model": reservation.name, "rows": rows, "epochs": epochs, "seconds": seconds}
