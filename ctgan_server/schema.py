@@ -254,6 +254,17 @@ def _continuous(col: dict[str, Any], observed: pd.Series) -> None:
 
 def category_text(values: pd.Series) -> pd.Series:
     """Values as the category strings CTGAN sees; whole numbers lose the ".0" pandas adds to them."""
+    if values.dtype.kind in "iub" or (values.dtype.kind == "f" and _whole_numbers(values.dropna())):
+        # Each distinct value written once (a million-row column holds a few).
+        codes, distinct = pd.factorize(values)
+        text = _category_text(pd.Series(distinct, dtype=values.dtype)).to_numpy(dtype=object)
+        out = text.take(codes) if len(text) else np.full(len(values), np.nan, dtype=object)
+        out[codes < 0] = np.nan
+        return pd.Series(out, index=values.index, name=values.name, dtype=object)
+    return _category_text(values)
+
+
+def _category_text(values: pd.Series) -> pd.Series:
     if _is_number(values) and _whole_numbers(values.dropna()):
         return values.astype("Int64").astype(str).where(values.notna())
     return values.astype(str).where(values.notna())
