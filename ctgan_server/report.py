@@ -31,7 +31,7 @@ Definitions:
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ SDMETRICS_DCR_ROWS = 1_000  # sdmetrics' DCR metrics compare every pair of rows
 HIST_BINS = 20
 TOP_CATEGORIES = 20
 SEED = 0
+Progress = Callable[[str], None]
 
 
 def metadata_for(frame: pd.DataFrame) -> dict[str, Any]:
@@ -199,11 +200,15 @@ def _neighbours(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarra
     return distances
 
 
-def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Privacy aggregates, and notes on any subsampling."""
+def privacy(
+    train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, progress: Progress | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Privacy aggregates, and notes on any subsampling; ``progress`` is told "exact matches", "distances", "baseline", "holdout"."""
+    progress = progress or (lambda part: None)
     notes = []
     train, synthetic = _scorable(train), _scorable(synthetic)
     synthetic = synthetic[train.columns]
+    progress("exact matches")
     exact = _exact_match_rate(train, synthetic)
 
     # Every training row is a candidate neighbour (a copy must score 0)
@@ -222,8 +227,10 @@ def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
             "work: DCR is an upper bound (a closer row may be among the others); the exact-match rate checks every row"
         )
     width = max(len(train.columns), 1)
+    progress("distances")
     to_train = _neighbours(encode(reference), encode(synth_s), 2) / width
     dcr = to_train[:, 0]
+    progress("baseline")
     nndr = np.divide(to_train[:, 0], to_train[:, -1], out=np.zeros(len(dcr)), where=to_train[:, -1] > 0)
     result: dict[str, Any] = {
         "exact_match_rate": exact,
@@ -236,6 +243,7 @@ def privacy(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame 
         "holdout_rows": 0,
     }
     if holdout is not None and len(holdout):
+        progress("holdout")
         holdout = _scorable(holdout).reindex(columns=train.columns)
         result["dcr_share"] = _overfitting_share(train, synthetic, holdout, notes)
         result["holdout_rows"] = int(len(holdout))
@@ -373,12 +381,19 @@ def verdict(report: dict[str, Any]) -> str:
     return f"quality {score:.2f}; privacy: " + ", ".join(parts) if score is not None else "privacy: " + ", ".join(parts)
 
 
-def build(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The whole report: quality against the training rows, privacy, plots, notes."""
+def build(
+    train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The whole report: quality against the training rows, privacy, plots, notes.
+
+    ``progress`` is told the name of each part as it starts (see ``privacy``).
+    """
+    progress = progress or (lambda part: None)
     notes = []
     real_q, synth_q = _subsample(_scorable(train), MAX_ROWS), _subsample(_scorable(synthetic), MAX_ROWS)
     if len(real_q) < len(train) or len(synth_q) < len(synthetic):
         notes.append(f"quality scored on subsamples of at most {MAX_ROWS:,} rows")
+    progress("quality")
     report: dict[str, Any] = {"quality": quality(real_q, synth_q)}
     q = report["quality"]
     if q["column_pair_trends"] is None:
@@ -387,7 +402,8 @@ def build(train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | 
         notes.append("no column pairs are strongly related in the real data, so Column Pair Trends is not scored")
         if q["score"] is None:
             q["score"] = q["column_shapes"]
-    report["privacy"], privacy_notes = privacy(train, synthetic, holdout)
+    report["privacy"], privacy_notes = privacy(train, synthetic, holdout, progress)
+    progress("plots")
     report["plots"] = plots(real_q, synth_q)
     report["notes"] = notes + privacy_notes
     report["verdict"] = verdict(report)

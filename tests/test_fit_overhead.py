@@ -136,6 +136,8 @@ def test_a_fit_reports_its_progress_and_stores_no_training_row_numbers(local_con
     order = [e["event"] if e["event"] != "stage" else e["stage"] for e in events if e["event"] in ("stage", "plan", "plan_column")]
     columns = len(pd.read_csv(tiny_csv).columns)
     assert order == ["reading", "planning"] + ["plan_column"] * columns + ["plan", "training", "report", "saving"], order
+    parts = [e["part"] for e in events if e["event"] == "report_part"]
+    assert parts == ["sampling", "quality", "exact matches", "distances", "baseline", "plots"], parts
     assert next(e for e in events if e.get("stage") == "planning")["rows"] == 60
 
     from ctgan_server.sampling import load_model
