@@ -101,3 +101,28 @@ def test_a_model_fitted_with_it_samples_through_ctgan_and_reports_progress(frame
     import ctgan.synthesizers.ctgan as ctgan_module
 
     assert ctgan_module.DataTransformer is DataTransformer  # swapped back after the fit
+
+
+def test_discrete_blocks_are_rdts_one_hot():
+    """The direct one-hot fill gives what rdt's OneHotEncoder gives, gaps and number-like categories included."""
+    rng = np.random.default_rng(7)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "word": rng.choice(["a", "b", None, "c d"], n).astype(object),
+            "small": rng.choice([1, 2, 3], n),
+            "x": rng.normal(0, 1, n),
+        }
+    )
+    np.random.seed(0)
+    fast = FastDataTransformer()
+    fast.fit(frame, ["word", "small"])
+    matrix = fast.transform(frame)
+    start = 0
+    for info in fast._column_transform_info_list:
+        block = matrix[:, start : start + info.output_dimensions]
+        if info.column_type == "discrete":
+            expected = info.transform.transform(frame[[info.column_name]]).to_numpy()
+            np.testing.assert_array_equal(block, expected)
+        start += info.output_dimensions
+    assert matrix.dtype == np.float32
