@@ -89,13 +89,19 @@ def _loss(value: float | None) -> str:
 
 
 class FitProgress:
-    """Live per-epoch losses: a rich bar on a terminal, one plain line per epoch otherwise."""
+    """Live progress of a fit: rich bars on a terminal, one plain line per epoch otherwise.
+
+    Bars: planning (a column at a time), preprocessing (fit, then transform,
+    a column at a time) and epochs, which move within an epoch on the job's
+    ``step`` events.  Stage and report-part events are one-line notes.
+    """
+
+    STAGE_NOTES = {"reading": "Reading the data...", "report": "Measuring quality and privacy..."}
 
     def __init__(self) -> None:
         self.live = err.is_terminal
-        self.progress = None
-        self.task = None
-        self.prep_task = None
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "FitProgress":
         if self.live:
@@ -112,39 +118,62 @@ class FitProgress:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
+    def _bar(self, name: str, completed: float, total: int, **fields: Any) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total, losses="")
+        self.progress.update(self.tasks[name], completed=completed, **fields)
+
     def on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "plan":
-            err.print(plan_table(event["columns"], event["rows"]))
-            for warning in event.get("warnings", []):
-                err.print(f"[yellow]Warning:[/yellow] {warning}")
-        elif kind == "stage" and event.get("stage") == "training":
+        handler = getattr(self, f"_on_{event.get('event')}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_plan(self, event: dict[str, Any]) -> None:
+        err.print(plan_table(event["columns"], event["rows"]))
+        for warning in event.get("warnings", []):
+            err.print(f"[yellow]Warning:[/yellow] {warning}")
+
+    def _on_stage(self, event: dict[str, Any]) -> None:
+        stage = event.get("stage")
+        if stage == "training":
             note(f"Training on {event.get('device', '?')}...")
-        elif kind == "stage" and event.get("stage") == "report":
-            note("Measuring quality and privacy...")
-        elif kind == "state":
-            state = event["state"]
-            if state == "QUEUED":
-                note("Queued on the server; waiting for a free slot...")
-        elif kind == "preprocess":
-            # Two passes over the columns: the mode-finding fit, then the transform.
-            done = event["column"] + (event["columns"] if event.get("step") == "transform" else 0)
-            if self.progress is not None:
-                if self.prep_task is None:
-                    self.prep_task = self.progress.add_task("preprocessing", total=2 * event["columns"], losses="")
-                self.progress.update(self.prep_task, completed=done)
-            elif event["column"] == event["columns"]:
-                print(f"preprocessing: {event.get('step', 'transform')} done for {event['columns']} columns", file=sys.stderr, flush=True)
-        elif kind == "epoch":
-            losses = f"loss G {_loss(event['loss_g'])}  D {_loss(event['loss_d'])}"
-            if self.progress is not None:
-                if self.task is None:
-                    self.task = self.progress.add_task("epochs", total=event["epochs"], losses="")
-                self.progress.update(self.task, completed=event["epoch"], losses=losses)
-            else:
-                print(f"epoch {event['epoch']}/{event['epochs']}  {losses}", file=sys.stderr, flush=True)
-        elif kind == "sample":
-            print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
+        elif stage == "planning":
+            note(f"Planning the columns of {event.get('rows', '?'):,} rows...")
+        elif stage in self.STAGE_NOTES:
+            note(self.STAGE_NOTES[stage])
+
+    def _on_state(self, event: dict[str, Any]) -> None:
+        if event["state"] == "QUEUED":
+            note("Queued on the server; waiting for a free slot...")
+
+    def _on_plan_column(self, event: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self._bar("planning", event["column"], event["columns"])
+
+    def _on_preprocess(self, event: dict[str, Any]) -> None:
+        # Two passes over the columns: the mode-finding fit, then the transform.
+        done = event["column"] + (event["columns"] if event.get("step") == "transform" else 0)
+        if self.progress is not None:
+            self._bar("preprocessing", done, 2 * event["columns"])
+        elif event["column"] == event["columns"]:
+            print(f"preprocessing: {event.get('step', 'transform')} done for {event['columns']} columns", file=sys.stderr, flush=True)
+
+    def _on_step(self, event: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self._bar("epochs", event["epoch"] - 1 + event["step"] / max(event["steps"], 1), event["epochs"])
+
+    def _on_epoch(self, event: dict[str, Any]) -> None:
+        losses = f"loss G {_loss(event['loss_g'])}  D {_loss(event['loss_d'])}"
+        if self.progress is not None:
+            self._bar("epochs", event["epoch"], event["epochs"], losses=losses)
+        else:
+            print(f"epoch {event['epoch']}/{event['epochs']}  {losses}", file=sys.stderr, flush=True)
+
+    def _on_report_part(self, event: dict[str, Any]) -> None:
+        note(f"  report: {event['part']}...")
+
+    def _on_sample(self, event: dict[str, Any]) -> None:
+        print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
 
 
 class TransferProgress:

@@ -166,12 +166,13 @@ def fit_report(
 
     ``real`` and ``holdout`` are already in the report's view (``report_view``).
     The synthetic table is the training table's size (at most the report's
-    MAX_ROWS) and comes through the same restore as `sample`, so the report
+    MAX_ROWS) and comes through the same generation and restore as `sample`, so the report
     judges what users will get.  ``emit`` is told each part as it starts:
     on a million rows the report takes half a minute.
     """
     import numpy as np
 
+    from .generation import generate
     from .report import MAX_ROWS, build
     from .transform import Restorer
 
@@ -181,7 +182,7 @@ def fit_report(
 
     rows = min(len(real), MAX_ROWS)
     part("sampling")
-    synthetic = Restorer(plan, id_records, np.random.default_rng(seed))(model.sample(rows))
+    synthetic = Restorer(plan, id_records, np.random.default_rng(seed))(generate(model, rows))
     return build(real, report_view(plan)(synthetic), holdout, part)
 
 
