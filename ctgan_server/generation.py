@@ -10,13 +10,14 @@ sampling) spends its time on overhead rather than on the generator:
 - `inverse_transform` then rebuilds a pandas frame per column and runs rdt's
   reverse transforms.
 
-Here each batch is ``BATCH_ROWS`` rows under ``torch.no_grad``; a softmax
-span's category is drawn with the Gumbel-max trick, argmax(logits + G) with
-G ~ Gumbel(0, 1), which has exactly the distribution of the argmax of the
-Gumbel-softmax (dividing by tau and the softmax are both monotone); and
-each column is decoded from its index arrays by the arithmetic rdt's
-ClusterBasedNormalizer and OneHotEncoder use.  ``decode`` is checked against
-upstream's ``inverse_transform`` in the tests.
+Here each batch is ``BATCH_ROWS`` rows under ``torch.no_grad``.  A softmax
+span's category is drawn straight from softmax(logits): the argmax of the
+Gumbel-softmax is argmax(logits + G) with G ~ Gumbel(0, 1) (dividing by tau
+and the softmax are both monotone), and by the Gumbel-max trick that argmax
+is distributed as softmax(logits).  Each column is then decoded from its
+index arrays by the arithmetic rdt's ClusterBasedNormalizer and
+OneHotEncoder use.  ``decode`` is checked against upstream's
+``inverse_transform`` in the tests.
 
 The generator runs in eval mode, so batch-norm uses the statistics learned
 in training instead of each batch's own: a row then depends only on its own
@@ -67,15 +68,18 @@ def generate(model: Any, rows: int, condition: tuple[str, str] | None = None) ->
         if condition is not None:
             info = model._transformer.convert_column_name_value_to_id(*condition)
             fixed = model._data_sampler.generate_cond_from_condition_column_info(info, 1)
-        parts = []
+        picked = []
         for start in range(0, rows, BATCH_ROWS):
             n = min(BATCH_ROWS, rows - start)
             noise = torch.randn(n, model._embedding_dim, device=model._device)
             cond = np.repeat(fixed, n, axis=0) if fixed is not None else model._data_sampler.sample_original_condvec(n)
             if cond is not None:
                 noise = torch.cat([noise, torch.from_numpy(cond).to(model._device)], dim=1)
-            parts.append(decode(model._transformer, *_pick(model._transformer, model._generator(noise))))
-    return pd.concat(parts, ignore_index=True) if len(parts) != 1 else parts[0]
+            picked.append(_pick(model._transformer, model._generator(noise)))
+    # One decode for all batches: building a frame per batch cost more than the decoding.
+    values = [np.concatenate(columns) for columns in zip(*(v for v, _ in picked))]
+    indices = [np.concatenate(columns) for columns in zip(*(i for _, i in picked))]
+    return decode(model._transformer, values, indices)
 
 
 @contextlib.contextmanager
@@ -102,12 +106,15 @@ def _pick(transformer: Any, raw: Any) -> tuple[list[np.ndarray], list[np.ndarray
         if info.column_type == "continuous":
             values.append(torch.tanh(raw[:, st]).cpu().numpy())
             st += spans[0].dim
-        logits = raw[:, st : st + spans[-1].dim]
-        # Gumbel-max: the argmax of logits plus Gumbel(0, 1) noise, drawn as
-        # -log(Exponential(1)) the way torch's gumbel_softmax draws it.
-        gumbel = -torch.empty_like(logits).exponential_().log()
-        indices.append((logits + gumbel).argmax(dim=1).cpu().numpy())
-        st += spans[-1].dim
+        width = spans[-1].dim
+        # One uniform draw per row against the cumulative softmax: the
+        # category distribution of the Gumbel-max (see above), at half the
+        # cost of drawing Gumbel noise for every cell.  Rounding can leave the
+        # last cumulative value just under 1, hence the clamp.
+        cumulative = torch.softmax(raw[:, st : st + width], dim=1).cumsum(dim=1)
+        uniform = torch.rand(raw.shape[0], 1, device=raw.device)
+        indices.append((cumulative < uniform).sum(dim=1).clamp_(max=width - 1).cpu().numpy())
+        st += width
     return values, indices
 
 

@@ -21,6 +21,12 @@ from .settings import Settings
 from .storage import HashingWriter, UserStorage, gzip_members
 
 CHUNK_ROWS = 20_000
+# Synthetic rows compress worse than real ones: their digits are draws, not
+# records.  On 200,000 rows sampled from a diamonds model, level 3 made 0.355
+# of the CSV's size, level 5 0.332 and level 6 0.317, at 43, 24 and 11 MB/s
+# in one thread.  Level 5 keeps what crosses the wire near a third of the CSV
+# without holding up generation (two threads, overlapping it).
+SAMPLE_GZIP_LEVEL = 5
 # Conditional sampling draws rows and keeps the matches; these bound the work
 # for a combination the model hardly ever produces.  The budget grows with
 # the request: BASE_DRAWS whatever is asked, plus DRAWS_PER_ROW per row, so a
@@ -114,7 +120,7 @@ def run_sample(
                     emit({"event": "sample", "rows": done, "total": rows})
 
             # One gzip member per chunk, compressed in threads while the next chunk is generated.
-            for member in gzip_members(csv_blocks()):
+            for member in gzip_members(csv_blocks(), level=SAMPLE_GZIP_LEVEL):
                 hashing.write(member)
                 if on_member is not None:
                     on_member(member)

@@ -113,7 +113,7 @@ def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
-def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4) -> Iterator[bytes]:
+def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4, level: int = GZIP_LEVEL) -> Iterator[bytes]:
     """Each block as its own gzip member, compressed in worker threads, yielded in order.
 
     A gzip file may hold several members back to back (RFC 1952, 2.2); `gzip -d`,
@@ -128,7 +128,7 @@ def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4) -> I
     with ThreadPoolExecutor(threads, thread_name_prefix="gzip") as pool:
         try:
             for block in blocks:
-                pending.append(pool.submit(gzip_member, block))
+                pending.append(pool.submit(gzip_member, block, level))
                 while len(pending) > ahead:
                     yield pending.popleft().result()
             while pending:
