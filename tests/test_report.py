@@ -122,6 +122,25 @@ def test_fit_report_is_stored_without_records_and_shown(local_config, server_dir
     assert bad.code == 2 and bad.err.startswith("Error:")
 
 
+def test_a_fit_whose_id_pattern_is_used_up_still_gets_its_report(local_config, server_dir, tmp_path):
+    """Every value of C00..C99 is taken: no fresh ID exists, and the report, which leaves IDs out, needs none."""
+    rng = np.random.default_rng(8)
+    n = 100
+    frame = pd.DataFrame({"code": [f"C{i:02d}" for i in rng.permutation(n)], "age": rng.integers(18, 90, n), "ward": rng.choice(["A", "B"], n)})
+    csv = tmp_path / "full_ids.csv"
+    frame.to_csv(csv, index=False)
+    opts, stdin = as_user("alice")
+    fitted = run_cli(local_config, *opts, "fit", str(csv), "--epochs", "1", "--json", input=stdin)
+    assert fitted.code == 0, fitted.err
+    model = json.loads(fitted.out)["model"]
+    stored = json.loads((server_dir / "model_database" / "alice" / model.replace(".gz", ".json")).read_text())
+    assert [c["kind"] for c in stored["columns"] if c["name"] == "code"] == ["identifier"]
+    assert stored["report"]["quality"]["score"] is not None
+    # Sampling needs fresh IDs, and says why it cannot make them.
+    sampled = run_cli(local_config, *opts, "sample", model, "--rows", "5", "--out", str(tmp_path / "out"), input=stdin)
+    assert sampled.code != 0 and "no unused values left" in sampled.err and "Traceback" not in sampled.err
+
+
 def test_evaluate_runs_locally_and_reads_like_the_fit_report(local_config, tmp_path):
     real = _table(200)
     real.to_csv(tmp_path / "real.csv", index=False)
