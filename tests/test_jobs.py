@@ -278,9 +278,12 @@ def test_ctrl_c_while_following_detaches_and_says_how_to_reattach(local_config, 
     opts, stdin = as_user("alice")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(local_config.parent / "home")}
     # A group of its own, like a terminal's foreground job: Ctrl-C reaches the client and its local server alike.
+    # SIGINT back to its default first: a suite started in the background by a
+    # shell without job control inherits it ignored, and so would the client.
     client = subprocess.Popen(
         [sys.executable, "-m", "ctgan_host", "--config", str(local_config), *opts, "fit", str(tiny_csv), "--epochs", LONG],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     client.stdin.write(stdin)
     client.stdin.flush()
