@@ -264,5 +264,36 @@ def test_long_epochs_report_their_steps_and_the_model_keeps_no_counter(monkeypat
     assert {e["steps"] for e in steps} == {8} and {e["epoch"] for e in steps} == {1, 2}
     assert max(e["step"] for e in steps if e["epoch"] == 1) == 8
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
-    assert "sample_condvec" not in vars(model._data_sampler)
+    assert "sample_condvec" not in vars(model._data_sampler) and "sample_data" not in vars(model._data_sampler)
     pickle.dumps(model)  # a stored model carries no wrapper of ours
+
+
+def test_training_rows_are_drawn_uniformly_within_the_conditioned_category():
+    from ctgan.data_sampler import DataSampler
+    from ctgan.data_transformer import SpanInfo
+
+    from ctgan_server.fitting import _RowDraw
+
+    # Column 0: 3 categories; column 1: 2 categories.  Row i's categories are
+    # i % 3 and (i // 3) % 2, and its data row is just [i] so draws name their rows.
+    n = 600
+    onehot = np.zeros((n, 5), dtype="float32")
+    onehot[np.arange(n), np.arange(n) % 3] = 1
+    onehot[np.arange(n), 3 + (np.arange(n) // 3) % 2] = 1
+    sampler = DataSampler(onehot, [[SpanInfo(3, "softmax")], [SpanInfo(2, "softmax")]], log_frequency=True)
+    data = np.arange(n).reshape(-1, 1)
+    draw = _RowDraw(sampler)
+    assert sampler.sample_data == draw.draw  # installed on this one sampler
+    np.random.seed(3)
+    col = np.array([0] * 6000 + [1] * 6000)
+    opt = np.array([2] * 6000 + [1] * 6000)
+    rows = sampler.sample_data(data, len(col), col, opt)[:, 0]
+    assert np.all(rows[:6000] % 3 == 2) and np.all((rows[6000:] // 3) % 2 == 1)
+    # Uniform within the category: all 200 / 300 candidate rows come up, none far from its share.
+    for picked, candidates in ((rows[:6000], 200), (rows[6000:], 300)):
+        counts = np.bincount(picked, minlength=n)[np.unique(picked)]
+        assert len(counts) == candidates and counts.min() > 0 and counts.max() < 4 * 6000 / candidates
+    np.random.seed(3)
+    assert np.array_equal(sampler.sample_data(data, len(col), col, opt)[:, 0], rows)  # numpy's seed governs it
+    draw.remove()
+    assert "sample_data" not in vars(sampler)
