@@ -17,9 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PASSWORD, REPO, USER, local_config, make_server_dir, summary, write_client_config
-from ctgan_server.auth import hash_password, verify_password
+from common import (
+    PASSWORD,
+    REPO,
+    USER,
+    local_config,
+    make_server_dir,
+    summary,
+    write_client_config,
+)
 from sshd import running_sshd
+
+from ctgan_server.auth import hash_password, verify_password
 
 
 def time_cli(config: Path, runs: int) -> list[float]:

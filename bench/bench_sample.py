@@ -20,8 +20,6 @@ from pathlib import Path
 from common import PASSWORD, USER, local_config, make_server_dir
 
 
-
-
 def measure_sample(config: Path, model: str, rows: int, out: Path) -> tuple[float, int]:
     probe = (
         "import os, sys, time, resource\n"

@@ -106,7 +106,14 @@ from typing import Any, Callable
 
 import datasets
 from bench_fidelity import metadata_for, quiet, score, seed_everything
-from common import PASSWORD, USER, local_config, make_server_dir, time_preprocessing, write_client_config
+from common import (
+    PASSWORD,
+    USER,
+    local_config,
+    make_server_dir,
+    time_preprocessing,
+    write_client_config,
+)
 from sshd import SSHDUnavailable, running_sshd
 
 SEED = 0

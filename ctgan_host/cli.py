@@ -16,8 +16,15 @@ from typing import Any, Callable
 import click
 
 from ctgan_server import __version__
-from ctgan_server.errors import CtganError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_HOLDOUT, MAX_ROWS, MAX_SEED
+from ctgan_server.wire import (
+    MAX_EPOCHS,
+    MAX_HOLDOUT,
+    MAX_ROWS,
+    MAX_SEED,
+    CtganError,
+    NotFoundError,
+    UsageError,
+)
 
 from . import ui
 from .client import DEFAULT_EPOCHS, Client, check_local_csv
@@ -329,7 +336,7 @@ def evaluate(real: str, synthetic: str, holdout_csv: str | None, as_json: bool, 
 
 def _show_report(result: dict[str, Any], title: str, as_json: bool, html_file: str | None) -> None:
     if html_file:
-        from ctgan_server.storage import atomic_write_text
+        from ctgan_server.wire import atomic_write_text
 
         from .html_report import render_html
 

@@ -16,9 +16,22 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ctgan_server.errors import AuthError, BadDataError, NotFoundError, UsageError
-from ctgan_server.protocol import MAX_EPOCHS, MAX_ROWS, MAX_SEED, check_holdout, whole_number
-from ctgan_server.storage import SYNTHETIC_SUFFIX, check_file_name, dataset_stem
+from ctgan_server.wire import (
+    DONE,
+    MAX_EPOCHS,
+    MAX_ROWS,
+    MAX_SEED,
+    SYNTHETIC_SUFFIX,
+    AuthError,
+    BadDataError,
+    NotFoundError,
+    UsageError,
+    check_file_name,
+    check_holdout,
+    dataset_stem,
+    job_error,
+    whole_number,
+)
 
 from .config import Config, ServerConfig, load_config
 from .session import Session
@@ -252,8 +265,6 @@ class Client:
 
         Interrupting this (Ctrl-C) only stops watching: the job runs on.
         """
-        from ctgan_server.jobs import DONE, job_error
-
         result = self.session.call("follow", on_event=on_event, job=job)
         if result["state"] != DONE:
             raise job_error(result)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ctgan_server.errors import ConfigError
+from ctgan_server.wire import ConfigError
 
 LOCAL = "local"
 

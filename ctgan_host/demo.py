@@ -63,6 +63,6 @@ def run_demo(app: "App", csv: Path, epochs: int) -> None:
         f"synthetic data in {downloaded}"
     )
     if not (same and dtypes_ok):
-        from ctgan_server.errors import CtganError
+        from ctgan_server.wire import CtganError
 
         raise CtganError("the demo's round trip did not give back what it should")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ctgan_server.errors import BadDataError
+from ctgan_server.wire import BadDataError
 
 
 def _read(path: Path) -> Any:

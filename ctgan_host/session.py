@@ -11,8 +11,21 @@ import itertools
 from typing import Any, Callable, Iterable
 
 from ctgan_server import __version__
-from ctgan_server.errors import ConnectError, CtganError, ProtocolError, ServerEnvironmentError, from_wire
-from ctgan_server.protocol import PROTOCOL_VERSION, decode, encode, read_frames, request, write_frames
+from ctgan_server.wire import (
+    PROTOCOL_MAX,
+    PROTOCOL_MIN,
+    ConnectError,
+    CtganError,
+    ProtocolError,
+    ServerEnvironmentError,
+    VersionMismatchError,
+    decode,
+    encode,
+    from_wire,
+    read_frames,
+    request,
+    write_frames,
+)
 
 OnEvent = Callable[[dict[str, Any]], None]
 Sink = Callable[[bytes], Any]
@@ -121,7 +134,12 @@ class Session:
             return message.get("result")
 
     def hello(self) -> dict[str, Any]:
-        self.server_info = self.call("hello", protocol=PROTOCOL_VERSION, version=__version__)
+        # ``protocol`` too, so that a server of 0.1.0 (which reads only that,
+        # and wants its own release) names the mismatch instead of a bad parameter.
+        info = self.call("hello", version=__version__, protocol=PROTOCOL_MAX, protocols=[PROTOCOL_MIN, PROTOCOL_MAX])
+        if not PROTOCOL_MIN <= info.get("protocol", -1) <= PROTOCOL_MAX:
+            raise VersionMismatchError(f"the server chose protocol {info.get('protocol')!r}, outside this client's {PROTOCOL_MIN}-{PROTOCOL_MAX}")
+        self.server_info = info
         return self.server_info
 
     def login(self, user: str, password: str) -> None:

@@ -12,8 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ctgan_server.errors import TransferError
-from ctgan_server.storage import gzip_members
+from ctgan_server.wire import TransferError, gzip_members
 
 BLOCK = 4 << 20  # raw bytes per gzip member: large enough that members cost under 0.1% in size
 Progress = Callable[[int], None]  # called with the bytes moved so far

@@ -19,8 +19,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from ctgan_server.errors import ConfigError, ConnectError, HostKeyError
-from ctgan_server.jobs import minimal_env
+from ctgan_server.wire import ConfigError, ConnectError, HostKeyError, minimal_env
 
 from .config import ServerConfig, local_python
 

@@ -105,7 +105,14 @@ class FitProgress:
 
     def __enter__(self) -> "FitProgress":
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -187,7 +194,13 @@ class TransferProgress:
     def __enter__(self) -> "TransferProgress":
         if err.is_terminal:
             from rich.progress import (
-                BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn,
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TransferSpeedColumn,
             )
 
             counts = (MofNCompleteColumn(), TimeElapsedColumn()) if self.rows else (DownloadColumn(), TransferSpeedColumn())

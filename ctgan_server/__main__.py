@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         pinned = None
         if len(argv) == 3:
             from .auth import check_username
-            from .errors import CtganError
+            from .wire import CtganError
 
             try:
                 pinned = check_username(argv[2])

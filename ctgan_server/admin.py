@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from .auth import CredentialStore, check_username
-from .errors import CtganError, NotFoundError, UsageError
 from .settings import Settings, load_settings
 from .storage import MODEL_DIR, STAGING_DIR, SYNTHETIC_DIR, make_private_dir, timestamp
+from .wire import CtganError, NotFoundError, UsageError
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -198,7 +198,8 @@ def retire_user_files(settings: Settings, user: str, keep: bool) -> Path:
 
     The audit log is always archived: a removed user's trail outlives them.
     """
-    from .jobs import FINISHED, JobStore, cancel
+    from .jobs import JobStore, cancel
+    from .wire import FINISHED
 
     store = JobStore(settings.data_dir, user)
     for job in store.list():

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .auth import USERNAME_RE
-from .storage import atomic_write_text, iso_utc, make_private_dir
+from .storage import iso_utc, make_private_dir
+from .wire import atomic_write_text
 
 EVENTS = ("login", "login-failed", "fit", "sample", "download", "delete")
 _FIELD_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")

@@ -21,8 +21,15 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import AuthError, BadDataError, ConfigError, InvalidNameError, NotFoundError
-from .storage import atomic_write_text, make_private_dir
+from .storage import make_private_dir
+from .wire import (
+    AuthError,
+    BadDataError,
+    ConfigError,
+    InvalidNameError,
+    NotFoundError,
+    atomic_write_text,
+)
 
 # n=2**14 costs about 0.07 s per check on a 2-core machine: well under the
 # 0.1 s login budget while still ~16k times dearer than a plain SHA-256.

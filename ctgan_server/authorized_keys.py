@@ -20,9 +20,9 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from .errors import BadDataError, NotFoundError
 from .settings import Settings
 from .storage import make_private_dir
+from .wire import BadDataError, NotFoundError
 
 # The key types OpenSSH 9 accepts in authorized_keys.
 KEY_TYPES = (

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
-from .errors import NotFoundError, TransferError, UsageError
 from .limits import check_quota, check_upload_size, check_upload_stream, inflate_upload
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
-from .storage import UserStorage, dataset_stem, iso_utc
+from .storage import UserStorage, iso_utc
+from .wire import NotFoundError, TransferError, UsageError, dataset_stem
 
 Emit = Callable[[dict[str, Any]], None]
 

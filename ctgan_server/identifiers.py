@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from .errors import BadDataError
+from .wire import BadDataError
 
 # A text column is an identifier when at least this share of its values is
 # distinct and most values hold a digit: record numbers, not names or prose.

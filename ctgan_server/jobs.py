@@ -30,14 +30,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
-from .errors import CanceledError, CtganError, InternalError, InvalidNameError, NotFoundError, UsageError
 from .settings import Settings
-from .storage import atomic_write_text, iso_utc, make_private_dir, timestamp
+from .storage import iso_utc, make_private_dir, timestamp
+from .wire import (
+    CANCELED,
+    DONE,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    CtganError,
+    InternalError,
+    InvalidNameError,
+    NotFoundError,
+    UsageError,
+    atomic_write_text,
+    minimal_env,
+)
 
-QUEUED, RUNNING, DONE, FAILED, CANCELED = "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELED"
-FINISHED = (DONE, FAILED, CANCELED)
 CANCEL_GRACE_SECONDS = 8  # then SIGKILL: the issue allows 10 s in all
 STARTUP_GRACE_SECONDS = 30  # a job whose process is not recorded yet is young, not dead
 POLL_SECONDS = 0.2
@@ -45,43 +57,6 @@ _JOB_ID = re.compile(r"\d{8}t\d{6}-[0-9a-f]{6}")
 # The files of one job, by suffix; the log (.jsonl) is the job's existence.
 _JOB_FILE = re.compile(r"^(\d{8}t\d{6}-[0-9a-f]{6})(\.jsonl|\.stderr|\.request\.json)$")
 DAY_SECONDS = 86_400
-
-# What a job (or a local server) inherits from the environment of the process
-# that starts it; everything else is dropped.  An allowlist, not a denylist:
-# the variables a session may carry are open-ended (CTGAN_PASSWORD from a
-# client's shell, SSH_AUTH_SOCK, a cloud token in a .bashrc) and any of them
-# would be readable in /proc/<pid>/environ by whoever can read the process,
-# for as long as a fit runs.
-ENV_ALLOWLIST = (
-    # finding programs and libraries, and the account's own folders
-    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR",
-    "PYTHONPATH", "VIRTUAL_ENV",
-    # CUDA and MKL installed outside the system paths (conda, HPC modules)
-    # are found only through it; without it a GPU server silently fits on CPU
-    "LD_LIBRARY_PATH",
-    # text encoding and time zone of what the libraries read and print
-    "LANG", "LC_ALL", "LC_CTYPE", "TZ",
-    # which GPUs and how many threads an admin granted this account
-    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-)
-# Left out on purpose: SSH_AUTH_SOCK (it would let a job use the user's SSH
-# agent), the other SSH_* (the audit log records the address at login),
-# PYTHONSTARTUP/PYTHONHOME/PYTHONINSPECT (change what the interpreter runs),
-# and every CTGAN_* but the CTGAN_SERVER_DIR the caller passes in ``extra``.
-
-
-def minimal_env(extra: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The allowlisted part of ``environ`` (default: this process's), plus ``extra``.
-
-    Used for job processes here, and by the client's local transport for the
-    `serve` process, so neither inherits a password from the caller's shell.
-    """
-    source = os.environ if environ is None else environ
-    env = {key: source[key] for key in ENV_ALLOWLIST if key in source}
-    env.update(extra or {})
-    return env
-
 
 def process_start(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), or None when there is no such process."""
@@ -585,16 +560,6 @@ def _run_job(settings: Settings, user: str, job_id: str) -> int:
             ticket.unlink(missing_ok=True)
     emit({"event": "state", "state": DONE, "model": result["model"]})
     return 0
-
-
-def job_error(job: dict[str, Any]) -> CtganError:
-    """The error a failed or canceled job ends a `follow` with, of the job's own type."""
-    from .errors import from_wire
-
-    if job["state"] == CANCELED:
-        return CanceledError(f"job {job['id']} was canceled")
-    error = job.get("error") or {}
-    return from_wire(error.get("type", "CtganError"), error.get("message", f"job {job['id']} failed"))
 
 
 def iter_logs(store: JobStore, job_id: str) -> Iterator[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from .errors import BadDataError, LimitError
+from .wire import BadDataError, LimitError
 
 # The most decompressed bytes one inflate step may produce: what the guard
 # holds at once when it keeps nothing, whatever the compressed input holds.
@@ -188,7 +188,7 @@ def _feed_slices(guard: GzipGuard, gz_bytes: bytes) -> bytes | None:
 
 def check_jobs(settings: Any, jobs: list[dict[str, Any]]) -> None:
     """Refuse a new fit when the user already has [service] max_jobs_per_user jobs queued or running."""
-    from .jobs import QUEUED, RUNNING
+    from .wire import QUEUED, RUNNING
 
     active = sum(1 for job in jobs if job.get("state") in (QUEUED, RUNNING))
     if active >= settings.max_jobs_per_user:

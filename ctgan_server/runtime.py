@@ -7,8 +7,8 @@ import importlib.util
 import sys
 from typing import Any
 
-from .errors import ServerEnvironmentError
 from .settings import Settings
+from .wire import ServerEnvironmentError
 
 # Models are pickles of these libraries' objects: a model only loads safely
 # with the exact versions that wrote it.

@@ -13,12 +13,18 @@ import gzip
 import io
 from typing import Any, Callable, Iterator
 
-from .errors import ModelVersionError, UsageError
 from .limits import check_quota, check_quota_total, check_sample_rows
-from .protocol import MAX_ROWS, MAX_SEED, whole_number
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
-from .storage import HashingWriter, UserStorage, gzip_members
+from .storage import HashingWriter, UserStorage
+from .wire import (
+    MAX_ROWS,
+    MAX_SEED,
+    ModelVersionError,
+    UsageError,
+    gzip_members,
+    whole_number,
+)
 
 CHUNK_ROWS = 20_000
 # Synthetic rows compress worse than real ones: their digits are draws, not
@@ -61,7 +67,7 @@ def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: 
 
     device = configure_torch(settings)
     stored = torch.load(io.BytesIO(gzip.decompress(payload)), map_location="cpu", weights_only=False)
-    # Files from release 0.1.0 hold the bare model; later ones a bundle with the identifier hashes.
+    # Model files written before identifier columns existed (early in 0.1.0) hold the bare model; later ones a bundle with the identifier hashes.
     model, id_records = (stored["ctgan"], stored["identifiers"]) if isinstance(stored, dict) else (stored, {})
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
     model.set_device(device)

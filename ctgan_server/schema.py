@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .errors import BadDataError, LimitError, UsageError
 from .limits import inflate_upload
 from .settings import Settings
+from .wire import BadDataError, LimitError, UsageError
 
 # Integer columns with at most this many distinct values are categories
 # (a year, a rating), not measurements: CTGAN models them better one-hot.

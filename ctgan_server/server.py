@@ -23,14 +23,33 @@ from typing import Any, BinaryIO, Callable
 
 from . import __version__
 from .auth import CredentialStore
-from .errors import AuthError, CtganError, InternalError, NotFoundError, ProtocolError, UsageError, VersionMismatchError
-from .protocol import (
-    MAX_EPOCHS, MAX_LINE, MAX_SEED, PROTOCOL_VERSION, FrameWriter, check_holdout, decode, encode, error_reply, read_frames, reply, whole_number,
-    write_frames,
-)
 from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
-from .storage import UserStorage, dataset_stem
+from .storage import UserStorage
+from .wire import (
+    MAX_EPOCHS,
+    MAX_LINE,
+    MAX_SEED,
+    PROTOCOL_MAX,
+    PROTOCOL_MIN,
+    AuthError,
+    CtganError,
+    FrameWriter,
+    InternalError,
+    NotFoundError,
+    ProtocolError,
+    UsageError,
+    check_holdout,
+    dataset_stem,
+    decode,
+    encode,
+    error_reply,
+    negotiate,
+    read_frames,
+    reply,
+    whole_number,
+    write_frames,
+)
 
 log = logging.getLogger("ctgan_server")
 MAX_FAILED_LOGINS = 5  # per session; then the session is closed
@@ -168,16 +187,24 @@ class Server:
         return True
 
     # -- methods -----------------------------------------------------------
-    def do_hello(self, protocol: int, version: str) -> dict[str, Any]:
-        if protocol != PROTOCOL_VERSION or version != __version__:
-            raise VersionMismatchError(
-                f"client is ctgan-server-cli {version} (protocol {protocol}), server is {__version__} "
-                f"(protocol {PROTOCOL_VERSION}); install the same release on both sides "
-                "(git pull, then pip install -r requirements.txt)"
-            )
+    def do_hello(self, version: str, protocol: int | None = None, protocols: list[int] | None = None) -> dict[str, Any]:
+        """Agree on a protocol version: the highest that the client's range and ours share.
+
+        ``protocols`` is the client's [lowest, highest]; a client of 0.1.0 sent
+        only ``protocol``, its one version.  The release versions may differ.
+        """
+        if protocols is None:
+            protocols = [protocol, protocol]
+        if not isinstance(protocols, list) or len(protocols) != 2:
+            raise ProtocolError(f"hello's protocols must be [lowest, highest], not {protocols!r}")
+        low, high = protocols
+        whole_number(low, "the client's lowest protocol", 1 << 16)
+        whole_number(high, "the client's highest protocol", 1 << 16, low)
+        self.protocol = negotiate(low, high)
         self.greeted = True
         return {
-            "protocol": PROTOCOL_VERSION,
+            "protocol": self.protocol,
+            "protocols": [PROTOCOL_MIN, PROTOCOL_MAX],
             "version": __version__,
             "python": sys.version.split()[0],
             "ctgan": ctgan_available(),

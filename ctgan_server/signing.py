@@ -33,8 +33,8 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import BadDataError, ServerEnvironmentError
-from .storage import MODEL_DIR, MODEL_SUFFIX, atomic_write_bytes, make_private_dir
+from .storage import MODEL_DIR, MODEL_SUFFIX, make_private_dir
+from .wire import BadDataError, ServerEnvironmentError, atomic_write_bytes
 
 if TYPE_CHECKING:
     from .settings import Settings

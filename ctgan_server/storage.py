@@ -8,55 +8,31 @@ stay cheap.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import os
 import re
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable
 
-from .errors import InvalidNameError, NotFoundError
+from .wire import (
+    SYNTHETIC_SUFFIX,
+    InvalidNameError,
+    NotFoundError,
+    atomic_write_text,
+    check_file_name,
+)
 
 MODEL_DIR = "model_database"
 SYNTHETIC_DIR = "synthetic_csv_database"
 STAGING_DIR = "original_data"
 MODEL_SUFFIX = "_model.gz"
-SYNTHETIC_SUFFIX = "_synthetic.csv.gz"
 STAGED_SUFFIX = ".csv.gz"
 STALE_SECONDS = 3600
-
-_FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
-_STEM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def check_file_name(name: Any, suffix: str = "") -> str:
-    """Refuse anything but a plain file name: no separators, no '..', nothing absolute."""
-    if (
-        not isinstance(name, str)
-        or not _FILE_NAME_RE.fullmatch(name)
-        or ".." in name
-        or (suffix and not name.endswith(suffix))
-    ):
-        wanted = f" ending in {suffix}" if suffix else ""
-        raise InvalidNameError(f"invalid name {name!r}: expected a plain file name{wanted}")
-    return name
-
-
-def dataset_stem(filename: str) -> str:
-    """The <name> part of stored files: the original CSV's stem, made filename-safe."""
-    stem = os.path.basename(str(filename))
-    for ext in (".gz", ".csv", ".tsv", ".txt"):
-        if stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-    stem = _STEM_UNSAFE_RE.sub("_", stem).strip("_-")[:100]
-    return stem or "data"
-
 
 def timestamp(when: float) -> str:
     """UTC time as the original tool wrote it: yyyymmddthhmmss with a lowercase t."""
@@ -73,69 +49,6 @@ def make_private_dir(path: Path) -> Path:
         make_private_dir(path.parent)
         path.mkdir(mode=0o700, exist_ok=True)
     return path
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# Stored datasets are gzip level 3: on diamonds and credit_data (one thread)
-# level 6 made 0.20-0.23 of the CSV's size at 18-25 MB/s, level 3 0.24-0.27
-# at 55-75 MB/s, level 1 0.29-0.31 at 130-140 MB/s.  Level 3 keeps a download
-# under 0.3 of the CSV and no longer holds up sampling.
-GZIP_LEVEL = 3
-
-
-def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
-    """``data`` as one complete gzip member; zlib writes mtime 0, so equal input gives equal bytes."""
-    packer = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return packer.compress(data) + packer.flush()
-
-
-def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4, level: int = GZIP_LEVEL) -> Iterator[bytes]:
-    """Each block as its own gzip member, compressed in worker threads, yielded in order.
-
-    A gzip file may hold several members back to back (RFC 1952, 2.2); `gzip -d`,
-    Python's gzip module, the server's upload check and the client read them
-    as one stream.  zlib releases the GIL, so the threads compress while the
-    caller makes the next block or sends the last one.  At most ``ahead``
-    blocks wait, which bounds the memory.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(threads, thread_name_prefix="gzip") as pool:
-        try:
-            for block in blocks:
-                pending.append(pool.submit(gzip_member, block, level))
-                while len(pending) > ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:  # abandoned: do not finish members nobody will read
-                future.cancel()
 
 
 class HashingWriter:

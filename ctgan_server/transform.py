@@ -13,8 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .errors import UsageError
 from .schema import MAX_DECIMALS, category_text
+from .wire import UsageError
 
 YES, NO = "yes", "no"
 # A bound holding at least this share of a column's values is a spike worth keeping.
@@ -162,7 +162,7 @@ class Restorer:
         return frame
 
     def _missing(self, flagged: np.ndarray, col: dict[str, Any]) -> np.ndarray:
-        if "null_rate" not in col or self.conditioned:  # plans from 0.1.0 have no rates
+        if "null_rate" not in col or self.conditioned:  # plans written before missing rates were calibrated (early in 0.1.0) have none
             return flagged
         return calibrated_missing(flagged, col["null_rate"], self.rng)
 

@@ -13,8 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ctgan_server.auth import CredentialStore  # noqa: E402
 from sshd import SSHD  # noqa: E402
+
+from ctgan_server.auth import CredentialStore  # noqa: E402
 
 PASSWORDS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
 

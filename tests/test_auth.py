@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from ctgan_server.auth import CredentialStore, hash_password, verify_password
-from ctgan_server.errors import AuthError, BadDataError, InvalidNameError
+from ctgan_server.wire import AuthError, BadDataError, InvalidNameError
 
 
 def test_hash_is_salted_scrypt_and_verifies():
@@ -70,7 +70,7 @@ def test_username_check_is_a_full_match():
         with pytest.raises(InvalidNameError):
             check_username(bad)
     from ctgan_server.jobs import JobStore
-    from ctgan_server.storage import check_file_name
+    from ctgan_server.wire import check_file_name
 
     with pytest.raises(InvalidNameError):
         check_file_name("loans_20260101t000000_model.gz\n", "_model.gz")

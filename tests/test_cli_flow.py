@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import as_user, run_cli
 
 MODEL_RE = re.compile(r"^tiny_patients_\d{8}t\d{6}_model\.gz$")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ctgan_server import conditioning, generation, sampling
-from ctgan_server.errors import UsageError
+from ctgan_server.wire import UsageError
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from ctgan_host.config import load_config
 from ctgan_host.transport import quote_remote_path, remote_command
-from ctgan_server.errors import ConfigError
+from ctgan_server.wire import ConfigError
 
 
 def test_precedence_flag_then_env_then_cwd(tmp_path, monkeypatch):

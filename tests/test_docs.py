@@ -6,10 +6,10 @@ import re
 
 import click
 import pytest
-
 from conftest import REPO
+
 from ctgan_host.cli import cli
-from ctgan_server import errors
+from ctgan_server import wire as errors
 
 README = (REPO / "README.md").read_text()
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, as_user, run_cli
+
 from ctgan_server import report
-from ctgan_server.jobs import QUEUED, JobStore
-from ctgan_server.protocol import PROTOCOL_VERSION
+from ctgan_server.jobs import JobStore
 from ctgan_server.settings import load_settings
 from ctgan_server.storage import UserStorage, iso_utc
+from ctgan_server.wire import PROTOCOL_MAX, QUEUED
 
 # Needed only to train, sample and score: none may be loaded before the CSV is parsed.
 HEAVY = ("torch", "ctgan", "rdt", "sdmetrics", "sklearn", "scipy")
@@ -112,7 +112,7 @@ def test_listing_in_serve_imports_no_ml_library(local_config: Path, server_dir: 
         f"print(json.dumps([[r.get('id') for r in replies if 'result' in r]] + sorted(m for m in {HEAVY + ('pandas', 'numpy')!r} if m in sys.modules)))\n"
     )
     requests = [
-        {"id": 1, "method": "hello", "params": {"protocol": PROTOCOL_VERSION, "version": __import__("ctgan_server").__version__}},
+        {"id": 1, "method": "hello", "params": {"protocol": PROTOCOL_MAX, "version": __import__("ctgan_server").__version__}},
         {"id": 2, "method": "login", "params": {"user": "alice", "password": "alice-secret-pw"}},
         {"id": 3, "method": "models", "params": {}},
         {"id": 4, "method": "datasets", "params": {}},
@@ -242,11 +242,10 @@ def test_the_report_view_from_the_training_frame_is_the_one_from_the_original():
 def test_long_epochs_report_their_steps_and_the_model_keeps_no_counter(monkeypatch):
     import pickle
 
+    import torch
     from ctgan import CTGAN
 
     from ctgan_server import fitting
-
-    import torch
 
     monkeypatch.setattr(fitting, "STEP_EVENT_SECONDS", 0.0)
     threads = torch.get_num_threads()

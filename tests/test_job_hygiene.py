@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import PASSWORDS, REPO, run_cli
-from ctgan_server.errors import UsageError
+
 from ctgan_server.job_output import data_free_traceback
 from ctgan_server.jobs import (
     CANCELED,
@@ -31,6 +30,7 @@ from ctgan_server.jobs import (
     minimal_env,
     process_start,
 )
+from ctgan_server.wire import UsageError
 
 DAY = 86_400
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, as_user, run_cli
+
 from ctgan_server.jobs import JobStore, process_start
 
 LONG = "10000"  # epochs: a job that runs until it is stopped

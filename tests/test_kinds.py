@@ -9,10 +9,19 @@ import pandas as pd
 import pytest
 
 from ctgan_server import dates
-from ctgan_server.errors import BadDataError, UsageError
-from ctgan_server.identifiers import IdentifierMaker, learn_text_shapes, original_id_record
+from ctgan_server.identifiers import (
+    IdentifierMaker,
+    learn_text_shapes,
+    original_id_record,
+)
 from ctgan_server.schema import build_plan, identifier_records
-from ctgan_server.transform import Restorer, matching_rows, parse_conditions, training_frame
+from ctgan_server.transform import (
+    Restorer,
+    matching_rows,
+    parse_conditions,
+    training_frame,
+)
+from ctgan_server.wire import BadDataError, UsageError
 
 
 @pytest.mark.parametrize(

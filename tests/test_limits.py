@@ -20,9 +20,16 @@ import zlib
 from pathlib import Path
 
 import pytest
+from conftest import (
+    PASSWORDS,
+    REPO,
+    Result,
+    as_user,
+    make_server,
+    run_cli,
+    write_client_config,
+)
 
-from conftest import PASSWORDS, REPO, Result, as_user, make_server, run_cli, write_client_config
-from ctgan_server.errors import BadDataError, LimitError
 from ctgan_server.limits import (
     RATIO_FLOOR,
     GzipGuard,
@@ -39,6 +46,7 @@ from ctgan_server.limits import (
 )
 from ctgan_server.settings import Settings
 from ctgan_server.storage import UserStorage
+from ctgan_server.wire import BadDataError, LimitError
 
 # A real CSV that ships with the project (../shared is not there on every machine).
 PENGUINS = REPO / "ctgan_host" / "demo_data" / "penguins.csv"
@@ -231,7 +239,7 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
         import resource, sys
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
-        from ctgan_server.errors import LimitError
+        from ctgan_server.wire import LimitError
         from ctgan_server.fitting import run_fit
         from ctgan_server.settings import Settings
         from ctgan_server.storage import UserStorage

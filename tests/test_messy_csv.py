@@ -14,10 +14,9 @@ from datetime import datetime
 from itertools import count
 from pathlib import Path
 
+import messy_corpus as corpus
 import pandas as pd
 import pytest
-
-import messy_corpus as corpus
 from conftest import Result, as_user, make_server, run_cli, write_client_config
 
 USER = "alice"

@@ -10,13 +10,21 @@ import venv
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import PASSWORDS, REPO, run_cli, write_client_config
+
 from ctgan_host import Client
-from ctgan_server.auth import CredentialStore
 from ctgan_host.session import Session
 from ctgan_host.transport import open_connection
-from ctgan_server.errors import AuthError, ModelVersionError, NotFoundError, UsageError, VersionMismatchError
+from ctgan_server.auth import CredentialStore
+from ctgan_server.wire import (
+    PROTOCOL_MAX,
+    PROTOCOL_MIN,
+    AuthError,
+    ModelVersionError,
+    NotFoundError,
+    UsageError,
+    VersionMismatchError,
+)
 
 
 @pytest.fixture
@@ -25,11 +33,19 @@ def client(server_dir, tmp_path):
         yield c
 
 
-def test_version_mismatch_says_how_to_fix(client):
+def test_the_protocol_is_negotiated_and_a_mismatch_names_the_side_to_upgrade(client):
     session = Session(open_connection(client.server))
     try:
-        with pytest.raises(VersionMismatchError, match="install the same release on both sides"):
-            session.call("hello", protocol=999, version="9.9.9")
+        # A client of 0.1.0 sent its one version as `protocol`, and its own release.
+        assert session.call("hello", protocol=PROTOCOL_MAX, version="0.1.0")["protocol"] == PROTOCOL_MAX
+        # A newer client speaking a wider range: the highest both speak.
+        assert session.call("hello", protocols=[PROTOCOL_MIN, PROTOCOL_MAX + 2], version="9.0.0")["protocol"] == PROTOCOL_MAX
+        with pytest.raises(VersionMismatchError, match="upgrade ctgan-server-cli on the server"):
+            session.call("hello", protocols=[PROTOCOL_MAX + 1, PROTOCOL_MAX + 3], version="9.9.9")
+        with pytest.raises(VersionMismatchError, match="upgrade ctgan-server-cli on the client"):
+            session.call("hello", protocols=[1, PROTOCOL_MIN - 1], version="0.0.1")
+        with pytest.raises(UsageError, match="highest protocol"):
+            session.call("hello", protocols=[PROTOCOL_MAX, PROTOCOL_MIN - 1], version="9.9.9")
     finally:
         session.close()
 

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import as_user, run_cli
+
 from ctgan_server import report
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctgan_server.errors import BadDataError, LimitError, UsageError
 from ctgan_server.schema import build_plan, read_uploaded_csv
 from ctgan_server.transform import Restorer, training_frame, within_range
+from ctgan_server.wire import BadDataError, LimitError, UsageError
 
 
 def _read(text: bytes, **kw):

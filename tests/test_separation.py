@@ -15,7 +15,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
 from conftest import REPO, run_cli, write_client_config
 
 PW = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
@@ -155,7 +154,7 @@ def test_bobs_key_gives_no_sftp_no_shell_no_forwarding(separated):
 
 def test_no_rpc_reaches_alices_files(separated, tiny_csv):
     from ctgan_host import Client
-    from ctgan_server.errors import CtganError, InvalidNameError, NotFoundError
+    from ctgan_server.wire import CtganError, InvalidNameError, NotFoundError
 
     server = separated["server"]
     with Client.from_config(separated["configs"]["alice"]) as alice:

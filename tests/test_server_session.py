@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-
 from conftest import PASSWORDS, REPO, as_user, run_cli
+
 from ctgan_host import Client
-from ctgan_server.errors import AuthError, ConnectError
+from ctgan_server.wire import AuthError, ConnectError
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_serve_exits_when_its_client_is_gone_while_following_a_queued_job(local_
 
 def test_uploads_waiting_in_staging_are_bounded_per_user(server_dir, tiny_csv):
     from ctgan_host.transfer import Transfer
-    from ctgan_server.errors import LimitError
+    from ctgan_server.wire import LimitError
 
     with open(server_dir / "config.toml", "a") as fh:
         fh.write("max_jobs_per_user = 1\n")
@@ -186,7 +186,7 @@ def test_a_gzip_bomb_fails_its_job_with_a_small_peak_memory(client):
     import re
     import zlib
 
-    from ctgan_server.errors import LimitError
+    from ctgan_server.wire import LimitError
 
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     parts, size = [packer.compress(b"a,b,c,d\n")], 0

@@ -6,7 +6,6 @@ import gzip
 import json
 
 import pandas as pd
-
 from conftest import as_user, run_cli, write_client_config
 
 
@@ -110,7 +109,8 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
     import sys
     import uuid
 
-    from conftest import REPO, PASSWORDS
+    from conftest import PASSWORDS, REPO
+
     from ctgan_server.auth import CredentialStore
 
     home = __import__("pathlib").Path(pwd.getpwuid(__import__("os").getuid()).pw_dir)
@@ -168,6 +168,7 @@ def test_staged_upload_is_private_over_ssh(ssh_config, server_dir, tiny_csv):
     import time
 
     from conftest import PASSWORDS
+
     from ctgan_host import Client
     from ctgan_host.transfer import Transfer
 

@@ -8,8 +8,14 @@ import time
 
 import pytest
 
-from ctgan_server.errors import InvalidNameError, NotFoundError
-from ctgan_server.storage import UserStorage, atomic_write_text, check_file_name, dataset_stem, timestamp
+from ctgan_server.storage import UserStorage, timestamp
+from ctgan_server.wire import (
+    InvalidNameError,
+    NotFoundError,
+    atomic_write_text,
+    check_file_name,
+    dataset_stem,
+)
 
 
 @pytest.mark.parametrize("bad", ["../bob/x_model.gz", "/etc/passwd", "a/b_model.gz", "..", "", ".hidden_model.gz", "x\\..\\y", None, 3])
@@ -132,7 +138,7 @@ def test_parallel_gzip_members_decompress_byte_exact_with_gzip_d(tmp_path):
     import shutil
     import subprocess
 
-    from ctgan_server.storage import gzip_members
+    from ctgan_server.wire import gzip_members
 
     rng = random.Random(3)
     blocks = [
@@ -155,7 +161,7 @@ def test_parallel_gzip_members_decompress_byte_exact_with_gzip_d(tmp_path):
 def test_an_abandoned_gzip_stream_stops_its_threads():
     import threading
 
-    from ctgan_server.storage import gzip_members
+    from ctgan_server.wire import gzip_members
 
     def blocks():
         yield b"a,b\n" * 1000
