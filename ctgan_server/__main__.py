@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                 return exc.exit_code
         return serve(load_settings, out, sys.stdin.fileno(), pinned)
     if argv[:1] == ["job"] and len(argv) == 3:
-        from .jobs import run_job
+        from .job_runner import run_job
         from .settings import load_settings
 
         return run_job(load_settings(), argv[1], argv[2])

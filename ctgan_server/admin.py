@@ -1,4 +1,4 @@
-"""`python -m ctgan_server [--dir DIR] users|models ...`: the server admin's commands.
+"""`ctgan-server [--dir DIR] users|models ...` (or `python -m ctgan_server ...`): the server admin's commands.
 
 Run on the server with the admin's own (unrestricted) SSH login; an app
 user's key runs only `serve`, so none of this is reachable through it.
@@ -67,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m ctgan_server", description="ctgan-server-cli server (put --dir DIR first to name the checkout)"
+        prog="ctgan-server", description="ctgan-server-cli server (put --dir DIR first to name the checkout)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="speak the client protocol on stdin/stdout (started by the client over SSH)")
@@ -198,7 +198,8 @@ def retire_user_files(settings: Settings, user: str, keep: bool) -> Path:
 
     The audit log is always archived: a removed user's trail outlives them.
     """
-    from .jobs import JobStore, cancel
+    from .job_runner import cancel
+    from .job_store import JobStore
     from .wire import FINISHED
 
     store = JobStore(settings.data_dir, user)

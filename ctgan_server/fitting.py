@@ -9,15 +9,17 @@ import io
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import __version__
+from .fit_request import FitRequest
 from .limits import check_quota, check_upload_size, check_upload_stream, inflate_upload
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, iso_utc
-from .wire import NotFoundError, TransferError, UsageError, dataset_stem
+from .wire import NotFoundError, TransferError, UsageError, event
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -49,7 +51,7 @@ PLAN_EVENT_KEYS = ("name", "dtype", "kind", "nulls", "distinct", "reason")
 
 def plan_event(rows: int, plan: dict[str, Any]) -> dict[str, Any]:
     columns = [{key: col[key] for key in PLAN_EVENT_KEYS if key in col} for col in plan["columns"]]
-    return {"event": "plan", "rows": rows, "columns": columns, "warnings": list(plan["warnings"])}
+    return event("plan", rows=rows, columns=columns, warnings=list(plan["warnings"]))
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -86,7 +88,7 @@ class _StepCounter:
             if now - self.last >= STEP_EVENT_SECONDS:
                 self.last = now
                 step = min(self.calls // self.per_step, self.steps)
-                self.emit({"event": "step", "epoch": self.epoch + 1, "epochs": self.epochs, "step": step, "steps": self.steps})
+                self.emit(event("step", epoch=self.epoch + 1, epochs=self.epochs, step=step, steps=self.steps))
             return original(*args, **kwargs)
 
         self.sampler.sample_condvec = counting
@@ -161,15 +163,8 @@ def epoch_events(model: Any, epochs: int, emit: Emit) -> Iterator[None]:
                         counter.start(i)
                         yield i
                         last = model.loss_values.iloc[-1]
-                        emit(
-                            {
-                                "event": "epoch",
-                                "epoch": i + 1,
-                                "epochs": epochs,
-                                "loss_g": finite_or_none(last["Generator Loss"]),
-                                "loss_d": finite_or_none(last["Discriminator Loss"]),
-                            }
-                        )
+                        loss_g, loss_d = finite_or_none(last["Generator Loss"]), finite_or_none(last["Discriminator Loss"])
+                        emit(event("epoch", epoch=i + 1, epochs=epochs, loss_g=loss_g, loss_d=loss_d))
                 finally:
                     counter.remove()
 
@@ -213,18 +208,19 @@ def fit_report(
 
     from .generation import generate
     from .report import MAX_ROWS, build
+    from .schema import Kind
     from .transform import Restorer
 
     def part(name: str) -> None:
         if emit is not None:
-            emit({"event": "report_part", "part": name})
+            emit(event("report_part", part=name))
 
     rows = min(len(real), MAX_ROWS)
     part("sampling")
     # The report leaves identifiers out (report_view), so none are made: a
     # column whose ID pattern the training rows use up entirely (C000000 to
     # C999999 in a million rows) would otherwise fail the fit after training.
-    without_ids = {**plan, "columns": [c for c in plan["columns"] if c["kind"] != "identifier"]}
+    without_ids = {**plan, "columns": [c for c in plan["columns"] if c["kind"] != Kind.IDENTIFIER]}
     synthetic = Restorer(without_ids, id_records, np.random.default_rng(seed))(generate(model, rows))
     return build(real, report_view(plan)(synthetic), holdout, part)
 
@@ -242,6 +238,7 @@ def report_view(plan: dict[str, Any]) -> Callable[..., Any]:
     instead of being parsed and grouped a second time: the same values.
     """
     from .dates import to_seconds
+    from .schema import Kind
 
     def view(frame: Any, encoded: Any = None) -> Any:
         import pandas as pd
@@ -251,19 +248,19 @@ def report_view(plan: dict[str, Any]) -> Callable[..., Any]:
         out = {}
         for col in plan["columns"]:
             name, kind = col["name"], col["kind"]
-            if kind in ("identifier", "ignored", "empty"):
+            if kind in (Kind.IDENTIFIER, Kind.IGNORED, Kind.EMPTY):
                 continue
-            if encoded is not None and kind == "datetime":
+            if encoded is not None and kind == Kind.DATETIME:
                 values = encoded[name]
                 if col.get("missing_flag") in encoded:
                     values = values.where(encoded[col["missing_flag"]] != YES)  # the gaps training filled
-            elif encoded is not None and kind == "high-cardinality text":
+            elif encoded is not None and kind == Kind.HIGH_CARDINALITY_TEXT:
                 values = encoded[name].where(encoded[name] != col["missing_token"])
             else:
                 values = frame[name]
-                if kind == "datetime":
+                if kind == Kind.DATETIME:
                     values = to_seconds(values, col["datetime"])
-                elif kind == "high-cardinality text":
+                elif kind == Kind.HIGH_CARDINALITY_TEXT:
                     text = values.astype(str).where(values.notna())
                     values = text.where(text.isin(col["categories"]) | text.isna(), col["other_token"])
             out[name] = values
@@ -287,18 +284,7 @@ def drop_training_rows(model: Any) -> None:
 
 
 def run_fit(
-    storage: UserStorage,
-    settings: Settings,
-    staged: Path,
-    sha256: str,
-    filename: str,
-    epochs: int,
-    overrides: dict[str, list[str]],
-    emit: Emit,
-    text_columns: list[str] = (),
-    seed: int | None = None,
-    wait_turn: Callable[[], None] | None = None,
-    holdout: float = 0.0,
+    storage: UserStorage, settings: Settings, request: FitRequest, emit: Emit, wait_turn: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Load (and delete) the upload, wait for a slot, then plan, train and store the model.
 
@@ -307,67 +293,111 @@ def run_fit(
     compressed bytes, so a long queue does not hold every waiting job's
     decompressed table.  Decompressing, parsing and planning come after it.
     """
-    gz_bytes = take_upload(staged, sha256, settings)  # the original leaves the disk before anything else
+    prepared = load_and_plan(storage, settings, request, emit, wait_turn)
+    trained = train_model(settings, request, prepared, emit)
+    return save_model(storage, settings, request, prepared, trained, emit)
+
+
+@dataclass
+class Prepared:
+    """What training and the report need of the upload, once the table itself is gone.
+
+    The steps let go of what they no longer need (``train`` once CTGAN has
+    fitted, ``real`` and ``held_out`` once the report is made), so that no
+    copy of the rows is held longer than the one-piece fit held it.
+    """
+
+    plan: dict[str, Any]
+    id_records: dict[str, Any]
+    train: Any  # the frame CTGAN trains on (``training_frame``)
+    discrete_columns: list[str]
+    real: Any  # the training rows in the report's view (``report_view``)
+    held_out: Any  # the holdout in the report's view, or None
+    rows: int  # training rows
+
+
+@dataclass
+class Trained:
+    """The fitted model, and what its JSON says of how it was trained."""
+
+    model: Any
+    device: Any  # the torch.device it trained on
+    started: float  # time.time() when training started
+    seconds: float
+    report: dict[str, Any]  # fit_report's
+    losses: list[dict[str, Any]]  # per epoch, as the model's JSON keeps them
+
+
+def load_and_plan(
+    storage: UserStorage, settings: Settings, request: FitRequest, emit: Emit, wait_turn: Callable[[], None] | None
+) -> Prepared:
+    """Take the upload off the disk, check it, wait for this job's turn, then parse, plan and encode it."""
+    gz_bytes = take_upload(storage.staged_path(request.token), request.sha256, settings)  # the original leaves the disk first
     require_ctgan()
     check_quota(settings, storage)  # a user already over quota would train for a model that cannot be kept
     # A bomb or an oversized file is refused now, not after the queue: this
     # pass inflates in small steps and keeps nothing, so it costs CPU only.
-    check_upload_stream(settings, filename, gz_bytes)
+    check_upload_stream(settings, request.filename, gz_bytes)
     if wait_turn is not None:
         wait_turn()
 
     # Inflated again, kept this time, only once it is this job's turn.  Still
     # before pandas is imported: nothing here imports it until parse_csv.
-    emit({"event": "stage", "stage": "reading"})
-    raw = inflate_upload(settings, filename, gz_bytes)
+    emit(event("stage", stage="reading"))
+    raw = inflate_upload(settings, request.filename, gz_bytes)
     del gz_bytes
     from .schema import build_plan, identifier_records, parse_csv
     from .transform import training_frame
 
-    frame = parse_csv(raw, filename, text_columns, settings=settings)
+    frame = parse_csv(raw, request.filename, request.text_columns, settings=settings)
     del raw
-    emit({"event": "stage", "stage": "planning", "rows": len(frame)})
-    plan = build_plan(frame, overrides, lambda done, total: emit({"event": "plan_column", "column": done, "columns": total}))
+    emit(event("stage", stage="planning", rows=len(frame)))
+    plan = build_plan(frame, request.overrides, lambda done, total: emit(event("plan_column", column=done, columns=total)))
     emit(plan_event(len(frame), plan))
     # The holdout never reaches training: it is kept in memory only to judge memorisation.
-    frame, held_out = split_holdout(frame, holdout, seed)
-    train, discrete_columns = training_frame(frame, plan, seed)
-    id_records = identifier_records(frame, plan)
+    frame, held_out = split_holdout(frame, request.holdout, request.seed)
+    train, discrete_columns = training_frame(frame, plan, request.seed)
     # From here the report's view of the rows stands in for the table itself:
     # no identifier or raw date string is held through training.
     view = report_view(plan)
-    real = view(frame, encoded=train)
-    held_view = view(held_out) if held_out is not None else None
-    rows = len(train)
-    del frame, held_out
+    return Prepared(
+        plan=plan,
+        id_records=identifier_records(frame, plan),
+        train=train,
+        discrete_columns=discrete_columns,
+        real=view(frame, encoded=train),
+        held_out=view(held_out) if held_out is not None else None,
+        rows=len(train),
+    )
 
+
+def train_model(settings: Settings, request: FitRequest, prepared: Prepared, emit: Emit) -> Trained:
+    """Fit CTGAN on the prepared rows, then measure the model against them (``fit_report``)."""
     # Heavy, and needed only now: imported once the data is known good.  A
     # thread importing them while the CSV was parsed and planned saved nothing
     # (both hold the GIL: 4.8 s either way on 100k rows).
-    import torch
     from ctgan import CTGAN
 
     from .preprocessing import fast_preprocessing
 
     device = configure_torch(settings)
-    seed_everything(seed)
-    model = CTGAN(epochs=epochs, verbose=False, enable_gpu=device.type != "cpu")
+    seed_everything(request.seed)
+    model = CTGAN(epochs=request.epochs, verbose=False, enable_gpu=device.type != "cpu")
     model.set_device(device)
     started = time.time()
-    emit({"event": "stage", "stage": "training", "device": str(device)})
+    emit(event("stage", stage="training", device=str(device)))
 
     def preprocessed(step: str, column: int, columns: int) -> None:
-        emit({"event": "preprocess", "step": step, "column": column, "columns": columns})
+        emit(event("preprocess", step=step, column=column, columns=columns))
 
-    with epoch_events(model, epochs, emit), fast_preprocessing(preprocessed):
-        model.fit(train, discrete_columns)
-    del train
+    with epoch_events(model, request.epochs, emit), fast_preprocessing(preprocessed):
+        model.fit(prepared.train, prepared.discrete_columns)
+    prepared.train = None
     drop_training_rows(model)
     seconds = round(time.time() - started, 3)
-    emit({"event": "stage", "stage": "report"})
-    report = fit_report(model, plan, id_records, real, held_view, seed, emit)
-    del real, held_view
-
+    emit(event("stage", stage="report"))
+    report = fit_report(model, prepared.plan, prepared.id_records, prepared.real, prepared.held_out, request.seed, emit)
+    prepared.real = prepared.held_out = None
     losses = [
         {
             "epoch": int(row["Epoch"]) + 1,
@@ -376,48 +406,61 @@ def run_fit(
         }
         for _, row in model.loss_values.iterrows()
     ]
-    stem = dataset_stem(filename)
-    reservation = storage.reserve_model(stem, started)
+    return Trained(model=model, device=device, started=started, seconds=seconds, report=report, losses=losses)
+
+
+def save_model(
+    storage: UserStorage, settings: Settings, request: FitRequest, prepared: Prepared, trained: Trained, emit: Emit
+) -> dict[str, Any]:
+    """Store the model, signed, and its JSON; returns what the job reports."""
+    import torch
+
+    from . import signing
+
+    reservation = storage.reserve_model(request.dataset, trained.started)
     # Named before writing, so that whoever finds this job dead can remove the half-written file.
-    emit({"event": "stage", "stage": "saving", "model": reservation.name})
+    emit(event("stage", stage="saving", model=reservation.name))
     try:
         buffer = io.BytesIO()
-        model.set_device(torch.device("cpu"))  # stored models load anywhere
+        trained.model.set_device(torch.device("cpu"))  # stored models load anywhere
         # The identifier hashes travel inside the model file, never in the JSON.
-        torch.save({"ctgan": model, "identifiers": id_records}, buffer)
-        from . import signing
-
+        torch.save({"ctgan": trained.model, "identifiers": prepared.id_records}, buffer)
         # Signed, so that sampling unpickles only files this server wrote.
         payload = gzip.compress(buffer.getvalue(), compresslevel=6)
         with reservation.open() as fh:
             fh.write(signing.sign(signing.server_key(settings), storage.user, reservation.name, payload))
-        meta = {
-            "format": 2,
-            "model": reservation.name,
-            "dataset": stem,
-            "source_file": filename,
-            "columns": plan["columns"],
-            "discrete_columns": plan["discrete_columns"],
-            "delimiter": plan["delimiter"],
-            "warnings": plan["warnings"],
-            "fit": {
-                "rows": rows,
-                "holdout": holdout,
-                "epochs": epochs,
-                "seed": seed,
-                "seconds": seconds,
-                "started": iso_utc(started),
-                "device": str(device),
-                "losses": losses,
-            },
-            "versions": {**library_versions(), "ctgan_server": __version__},
-            "report": report,
-        }
         # Metadata first: a model file never exists without its JSON.
-        storage.write_model_meta(reservation.name, meta)
+        storage.write_model_meta(reservation.name, model_meta(reservation.name, request, prepared, trained))
         reservation.commit()
     finally:
         reservation.abandon()
         if not reservation.committed:
             storage.meta_path(reservation.name).unlink(missing_ok=True)
-    return {"model": reservation.name, "rows": rows, "epochs": epochs, "seconds": seconds}
+    return {"model": reservation.name, "rows": prepared.rows, "epochs": request.epochs, "seconds": trained.seconds}
+
+
+def model_meta(name: str, request: FitRequest, prepared: Prepared, trained: Trained) -> dict[str, Any]:
+    """The model's JSON: its plan, how it was fitted, with which libraries, and its report."""
+    plan = prepared.plan
+    return {
+        "format": 2,
+        "model": name,
+        "dataset": request.dataset,
+        "source_file": request.filename,
+        "columns": plan["columns"],
+        "discrete_columns": plan["discrete_columns"],
+        "delimiter": plan["delimiter"],
+        "warnings": plan["warnings"],
+        "fit": {
+            "rows": prepared.rows,
+            "holdout": request.holdout,
+            "epochs": request.epochs,
+            "seed": request.seed,
+            "seconds": trained.seconds,
+            "started": iso_utc(trained.started),
+            "device": str(trained.device),
+            "losses": trained.losses,
+        },
+        "versions": {**library_versions(), "ctgan_server": __version__},
+        "report": trained.report,
+    }

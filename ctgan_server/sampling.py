@@ -16,12 +16,13 @@ from typing import Any, Callable, Iterator
 from .limits import check_quota, check_quota_total, check_sample_rows
 from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
 from .settings import Settings
-from .storage import HashingWriter, UserStorage
+from .storage import HashingWriter, Reservation, UserStorage
 from .wire import (
     MAX_ROWS,
     MAX_SEED,
     ModelVersionError,
     UsageError,
+    event,
     gzip_members,
     whole_number,
 )
@@ -110,20 +111,49 @@ def run_sample(
     restore = Restorer(meta, id_records, np.random.default_rng(seed), conditioned=wanted)
     write_csv = CsvWriter(meta.get("delimiter", ","), restore.for_csv)
     reservation = storage.reserve_dataset(meta["dataset"], rows)
+
+    def to_csv(chunk: Any) -> bytes:
+        return write_csv(restore(chunk))
+
+    hashing = _write_dataset(settings, reservation, _chunks(model, rows, wanted), to_csv, rows, used, emit, on_member)
+    return {
+        "name": reservation.name,
+        "path": str(reservation.final),
+        "size_bytes": hashing.size,
+        "sha256": hashing.sha256.hexdigest(),
+        "rows": rows,
+        "dtypes": {c["name"]: c["dtype"] for c in meta["columns"]},
+    }
+
+
+def _write_dataset(
+    settings: Settings,
+    reservation: Reservation,
+    chunks: Iterator[Any],
+    to_csv: Callable[[Any], bytes],
+    rows: int,
+    used: int,
+    emit: Callable[[dict[str, Any]], None],
+    on_member: Callable[[bytes], None] | None,
+) -> HashingWriter:
+    """Write the chunks into the reserved dataset, one gzip member each, within the user's quota (``used`` before).
+
+    The dataset is committed when whole; on any failure its temporary file goes.
+    """
     try:
         with reservation.open() as raw:
             hashing = HashingWriter(raw)
 
             def csv_blocks() -> Iterator[bytes]:
                 done = 0
-                for chunk in _chunks(model, rows, wanted):
-                    yield write_csv(restore(chunk))
+                for chunk in chunks:
+                    yield to_csv(chunk)
                     done += len(chunk)
                     # Checked per chunk, on what has reached the file: the
                     # overshoot is at most the chunks still being compressed,
                     # and on refusal the finally below removes the temporary file.
                     check_quota_total(settings, used + hashing.size)
-                    emit({"event": "sample", "rows": done, "total": rows})
+                    emit(event("sample", rows=done, total=rows))
 
             # One gzip member per chunk, compressed in threads while the next chunk is generated.
             for member in gzip_members(csv_blocks(), level=SAMPLE_GZIP_LEVEL):
@@ -135,14 +165,7 @@ def run_sample(
         reservation.commit()
     finally:
         reservation.abandon()
-    return {
-        "name": reservation.name,
-        "path": str(reservation.final),
-        "size_bytes": hashing.size,
-        "sha256": hashing.sha256.hexdigest(),
-        "rows": rows,
-        "dtypes": {c["name"]: c["dtype"] for c in meta["columns"]},
-    }
+    return hashing
 
 
 def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:

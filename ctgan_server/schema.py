@@ -14,6 +14,7 @@ import csv
 import io
 import re
 from collections import Counter
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +24,25 @@ import pandas as pd
 from .limits import inflate_upload
 from .settings import Settings
 from .wire import BadDataError, LimitError, UsageError
+
+
+class Kind(StrEnum):
+    """What the plan makes of a column; ``transform`` encodes and restores each kind its own way.
+
+    A StrEnum: the model's JSON holds the plain strings, so model files
+    written before this class existed load as they are, and a kind compares
+    equal to its string either way.
+    """
+
+    CONTINUOUS = "continuous"
+    DISCRETE = "discrete"
+    DATETIME = "datetime"
+    IDENTIFIER = "identifier"
+    HIGH_CARDINALITY_TEXT = "high-cardinality text"  # free text: the rare values grouped
+    CONSTANT = "constant"
+    EMPTY = "empty"
+    IGNORED = "ignored"
+
 
 # Integer columns with at most this many distinct values are categories
 # (a year, a rating), not measurements: CTGAN models them better one-hot.
@@ -241,7 +261,7 @@ def _continuous(col: dict[str, Any], observed: pd.Series) -> None:
         raise BadDataError(f"column {col['name']!r} holds infinite values; replace them or leave those cells empty")
     low, high = float(values.min()), float(values.max())
     col.update(
-        kind="continuous",
+        kind=Kind.CONTINUOUS,
         min=low,
         max=high,
         decimals=_decimals(values),
@@ -272,7 +292,7 @@ def _category_text(values: pd.Series) -> pd.Series:
 
 def _discrete(col: dict[str, Any], observed: pd.Series, reason: str) -> None:
     counts = category_text(observed).value_counts()
-    col.update(kind="discrete", reason=reason, categories=counts.index.tolist())
+    col.update(kind=Kind.DISCRETE, reason=reason, categories=counts.index.tolist())
 
 
 def _free_text(col: dict[str, Any], observed: pd.Series) -> None:
@@ -280,7 +300,7 @@ def _free_text(col: dict[str, Any], observed: pd.Series) -> None:
     kept = counts[counts >= RARE_BELOW].index[:MAX_KEPT_TEXT].tolist()
     grouped = int(len(counts) - len(kept))
     col.update(
-        kind="high-cardinality text",
+        kind=Kind.HIGH_CARDINALITY_TEXT,
         reason=f"text with {len(counts)} distinct values; {grouped} rare ones grouped as {OTHER_TOKEN}",
         categories=kept,
         other_token=_unused_name(OTHER_TOKEN, set(kept)),
@@ -290,7 +310,7 @@ def _free_text(col: dict[str, Any], observed: pd.Series) -> None:
 def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason: str) -> None:
     from .identifiers import learn_text_shapes, unused_in_range
 
-    col.update(kind="identifier", reason=reason, numeric=numeric)
+    col.update(kind=Kind.IDENTIFIER, reason=reason, numeric=numeric)
     if numeric:
         if not _whole_numbers(observed):
             raise BadDataError(f"--id {col['name']}: numeric identifiers must be whole numbers")
@@ -321,7 +341,7 @@ def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
                 f"--datetime {col['name']}: could not read data row {observed.index[0] + 1} as a date in any known format"
             )
         return False
-    col.update(kind="datetime", reason=f"dates written as {spec['format']}{spec['suffix']}", datetime=spec)
+    col.update(kind=Kind.DATETIME, reason=f"dates written as {spec['format']}{spec['suffix']}", datetime=spec)
     return True
 
 
@@ -346,9 +366,9 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
     col["null_rate"] = col["nulls"] / rows
     text = series.dtype == object
     if override == "ignore":
-        col.update(kind="ignored", reason="--ignore", warning="ignored: it comes back empty")
+        col.update(kind=Kind.IGNORED, reason="--ignore", warning="ignored: it comes back empty")
     elif observed.empty:
-        col.update(kind="empty", reason="no values at all", warning="entirely empty: it comes back empty")
+        col.update(kind=Kind.EMPTY, reason="no values at all", warning="entirely empty: it comes back empty")
     elif override == "discrete":
         _discrete(col, observed, "--discrete")
     elif override == "continuous":
@@ -362,7 +382,7 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
             raise BadDataError(f"--id {name}: {col['dtype']} values cannot be identifiers")
         _identifier(col, observed, numeric, "--id")
     elif col["distinct"] == 1 and col["nulls"] == 0:
-        col.update(kind="constant", value=_json_scalar(observed.iloc[0]), reason="a single value")
+        col.update(kind=Kind.CONSTANT, value=_json_scalar(observed.iloc[0]), reason="a single value")
     elif text and _datetime(col, observed, forced=False):
         pass
     elif text and looks_like_identifier(observed, col["distinct"]):
@@ -401,11 +421,11 @@ def build_plan(
     columns = []
     for name in frame.columns:
         col = _plan_column(name, frame[name], chosen.get(name), len(frame))
-        if col["kind"] in ("discrete", "high-cardinality text"):
+        if col["kind"] in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
             # CTGAN's one-hot encoder sees strings; missing values get a
             # sentinel category that cannot collide with a real value.
             col["missing_token"] = _unused_name("<missing>", set(col["categories"]))
-        if col["kind"] in ("continuous", "datetime") and col["nulls"]:
+        if col["kind"] in (Kind.CONTINUOUS, Kind.DATETIME) and col["nulls"]:
             col["missing_flag"] = _unused_name(f"{name}{MISSING_FLAG_SUFFIX}", taken)
             taken.add(col["missing_flag"])
         columns.append(col)
@@ -416,13 +436,13 @@ def build_plan(
     warnings += [f"{c['name']}: {c['warning']}" for c in columns if "warning" in c]
     return {
         "columns": columns,
-        "discrete_columns": [c["name"] for c in columns if c["kind"] == "discrete"],
+        "discrete_columns": [c["name"] for c in columns if c["kind"] == Kind.DISCRETE],
         "delimiter": delimiter,
         "warnings": warnings,
     }
 
 
-TRAINED_KINDS = ("discrete", "high-cardinality text", "continuous", "datetime")
+TRAINED_KINDS = (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT, Kind.CONTINUOUS, Kind.DATETIME)
 
 
 def identifier_records(frame: pd.DataFrame, plan: dict[str, Any]) -> dict[str, Any]:
@@ -432,5 +452,5 @@ def identifier_records(frame: pd.DataFrame, plan: dict[str, Any]) -> dict[str, A
     return {
         c["name"]: original_id_record(frame[c["name"]].dropna(), c["numeric"])
         for c in plan["columns"]
-        if c["kind"] == "identifier"
+        if c["kind"] == Kind.IDENTIFIER
     }

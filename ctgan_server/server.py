@@ -40,7 +40,6 @@ from .wire import (
     ProtocolError,
     UsageError,
     check_holdout,
-    dataset_stem,
     decode,
     encode,
     error_reply,
@@ -217,7 +216,7 @@ class Server:
         name = self._authenticate(user, password)
         self.storage = UserStorage(self.settings.data_dir, name)
         self.storage.sweep_leftovers()
-        from .jobs import JobStore
+        from .job_store import JobStore
 
         self.jobs = JobStore(self.settings.data_dir, name)
         self.jobs.sweep(self.settings.job_retention_days)
@@ -364,7 +363,8 @@ class Server:
         holdout: float = 0.0,
     ) -> dict[str, Any]:
         """Start the fit as a detached job; the job loads and deletes the upload itself."""
-        from .jobs import start
+        from .fit_request import FitRequest
+        from .job_runner import start
         from .limits import check_epochs, check_jobs, check_quota
 
         require_ctgan()
@@ -382,18 +382,17 @@ class Server:
             raise
         if not staged.exists():
             raise NotFoundError("the uploaded file is gone from the staging folder; upload again")
-        filename = _base(filename)
-        request = {
-            "token": token,
-            "filename": filename,
-            "sha256": str(sha256),
-            "epochs": epochs,
-            "overrides": _overrides(overrides),
-            "text_columns": [str(c) for c in text_columns or []],
-            "seed": seed,
-            "holdout": holdout,
-        }
-        job_id = start(self.settings, self.jobs, request, dataset_stem(filename))
+        request = FitRequest(
+            token=token,
+            filename=_base(filename),
+            sha256=str(sha256),
+            epochs=epochs,
+            overrides=_overrides(overrides),
+            text_columns=tuple(str(c) for c in text_columns or ()),
+            seed=seed,
+            holdout=holdout,
+        )
+        job_id = start(self.settings, self.jobs, request)
         self.unclaimed_uploads.discard(staged)  # the job owns it now, and deletes it on loading
         self.audit("fit", job=job_id)
         return {"job": job_id}
@@ -402,7 +401,7 @@ class Server:
         return self.jobs.list()
 
     def do_follow(self, job: str) -> dict[str, Any]:
-        from .jobs import follow
+        from .job_runner import follow
 
         try:
             return follow(self.jobs, self.jobs.check_id(job), self.send, client_gone=self.inbox.client_gone if self.inbox else None)
@@ -410,12 +409,12 @@ class Server:
             raise SystemExit(0) from None  # nobody is listening: stop following, the job runs on
 
     def do_cancel(self, job: str) -> dict[str, Any]:
-        from .jobs import cancel
+        from .job_runner import cancel
 
         return cancel(self.jobs, self.jobs.check_id(job))
 
     def do_job_logs(self, job: str) -> list[str]:
-        from .jobs import iter_logs
+        from .job_runner import iter_logs
 
         return list(iter_logs(self.jobs, self.jobs.check_id(job)))
 

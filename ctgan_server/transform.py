@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .schema import MAX_DECIMALS, category_text
+from .schema import MAX_DECIMALS, Kind, category_text
 from .wire import UsageError
 
 YES, NO = "yes", "no"
@@ -30,14 +30,14 @@ def training_frame(frame: pd.DataFrame, plan: dict[str, Any], seed: int | None =
     discrete: list[str] = []
     for col in plan["columns"]:
         name, kind, series = col["name"], col["kind"], frame[col["name"]]
-        if kind in ("discrete", "high-cardinality text"):
+        if kind in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
             values = category_text(series)
-            if kind == "high-cardinality text":
+            if kind == Kind.HIGH_CARDINALITY_TEXT:
                 values = values.where(values.isin(col["categories"]) | values.isna(), col["other_token"])
             out[name] = values.fillna(col["missing_token"]).astype(object)
             discrete.append(name)
-        elif kind in ("continuous", "datetime"):
-            values = to_seconds(series, col["datetime"]) if kind == "datetime" else series.astype(float)
+        elif kind in (Kind.CONTINUOUS, Kind.DATETIME):
+            values = to_seconds(series, col["datetime"]) if kind == Kind.DATETIME else series.astype(float)
             missing = values.isna()
             if missing.any():
                 # Fill gaps with draws from the observed values rather than one
@@ -60,7 +60,7 @@ def parse_conditions(conditions: dict[str, Any] | None, plan: dict[str, Any]) ->
         col = columns.get(name)
         if col is None:
             raise UsageError(f"--condition names no such column: {name}")
-        if col["kind"] not in ("discrete", "high-cardinality text"):
+        if col["kind"] not in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
             raise UsageError(f"--condition {name}: only discrete columns can be conditioned on; {name} is {col['kind']}")
         checked[name] = _match_category(str(value), col)
     return checked
@@ -137,7 +137,7 @@ class Restorer:
         # the overall rates are not imposed on them.
         self.conditioned = bool(set(conditioned))
         self.ids = {
-            c["name"]: IdentifierMaker(c, id_records[c["name"]], rng) for c in plan["columns"] if c["kind"] == "identifier"
+            c["name"]: IdentifierMaker(c, id_records[c["name"]], rng) for c in plan["columns"] if c["kind"] == Kind.IDENTIFIER
         }
 
     def __call__(self, synthetic: pd.DataFrame) -> pd.DataFrame:
@@ -169,18 +169,18 @@ class Restorer:
     def _column(self, synthetic: pd.DataFrame, col: dict[str, Any]) -> pd.Series:
         n, kind, dtype = len(synthetic), col["kind"], col["dtype"]
         index = synthetic.index
-        if kind in ("empty", "ignored"):
+        if kind in (Kind.EMPTY, Kind.IGNORED):
             return pd.Series(np.nan, index=index, dtype=float if dtype != "object" else object)
-        if kind == "constant":
+        if kind == Kind.CONSTANT:
             return pd.Series([col["value"]] * n, index=index).astype(dtype)
-        if kind == "identifier":
+        if kind == Kind.IDENTIFIER:
             return self._identifier(n, col, index)
-        if kind in ("discrete", "high-cardinality text"):
+        if kind in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
             return self._discrete(synthetic[col["name"]], col)
         flag = col.get("missing_flag")
         flagged = synthetic[flag].astype(str).to_numpy() == YES if flag else np.zeros(n, dtype=bool)
         missing = self._missing(flagged, col) if flag else flagged
-        if kind == "datetime":
+        if kind == Kind.DATETIME:
             return _restore_datetime(synthetic[col["name"]], col, missing, self.rng)
         return _restore_continuous(synthetic[col["name"]], col, missing, self.rng)
 

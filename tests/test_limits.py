@@ -20,15 +20,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import (
-    PASSWORDS,
-    REPO,
-    Result,
-    as_user,
-    make_server,
-    run_cli,
-    write_client_config,
-)
 
 from ctgan_server.limits import (
     RATIO_FLOOR,
@@ -47,6 +38,15 @@ from ctgan_server.limits import (
 from ctgan_server.settings import Settings
 from ctgan_server.storage import UserStorage
 from ctgan_server.wire import BadDataError, LimitError
+from tests.helpers import (
+    PASSWORDS,
+    REPO,
+    Result,
+    as_user,
+    make_server,
+    run_cli,
+    write_client_config,
+)
 
 # A real CSV that ships with the project (../shared is not there on every machine).
 PENGUINS = REPO / "ctgan_host" / "demo_data" / "penguins.csv"
@@ -232,14 +232,15 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
     """run_fit refuses a bomb before the queue, with neither pandas nor torch imported and memory flat;
     a good upload waits its turn as compressed bytes only, already gone from the disk."""
     bomb, good = _bomb(), gzip.compress(b"a,b\n1,x\n2,y\n3,x\n")
-    (tmp_path / "bomb.csv.gz").write_bytes(bomb)
-    (tmp_path / "good.csv.gz").write_bytes(good)
+    storage = UserStorage(tmp_path, "alice")  # the uploads where `fit` leaves them for the job
+    storage.staged_path("b" * 32).write_bytes(bomb)
+    storage.staged_path("a" * 32).write_bytes(good)
     script = textwrap.dedent(
         f"""
         import resource, sys
         from pathlib import Path
-        sys.path.insert(0, {str(REPO)!r})
         from ctgan_server.wire import LimitError
+        from ctgan_server.fit_request import FitRequest
         from ctgan_server.fitting import run_fit
         from ctgan_server.settings import Settings
         from ctgan_server.storage import UserStorage
@@ -250,8 +251,8 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
         waited = []
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
-            run_fit(storage, settings, root / "bomb.csv.gz", {hashlib.sha256(bomb).hexdigest()!r},
-                    "bomb.csv", 1, {{}}, lambda e: None, wait_turn=lambda: waited.append(1))
+            request = FitRequest(token="b" * 32, filename="bomb.csv", sha256={hashlib.sha256(bomb).hexdigest()!r}, epochs=1)
+            run_fit(storage, settings, request, lambda e: None, wait_turn=lambda: waited.append(1))
         except LimitError as exc:
             print("refused:", exc)
         print("grown_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
@@ -261,12 +262,12 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
             pass
 
         def wait_turn():
-            print("at_wait staged_exists", (root / "good.csv.gz").exists(), "imported", heavy())
+            print("at_wait staged_exists", storage.staged_path("a" * 32).exists(), "imported", heavy())
             raise Stop()
 
         try:
-            run_fit(storage, settings, root / "good.csv.gz", {hashlib.sha256(good).hexdigest()!r},
-                    "good.csv", 1, {{}}, lambda e: None, wait_turn=wait_turn)
+            request = FitRequest(token="a" * 32, filename="good.csv", sha256={hashlib.sha256(good).hexdigest()!r}, epochs=1)
+            run_fit(storage, settings, request, lambda e: None, wait_turn=wait_turn)
         except Stop:
             pass
         """
@@ -279,7 +280,7 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
     grown = int(out.split("grown_kib ")[1].split()[0])
     assert grown < 64 * 1024, f"peak memory grew by {grown} KiB"
     assert "at_wait staged_exists False imported []" in out, out
-    assert not list(tmp_path.glob("*.csv.gz"))
+    assert not list(tmp_path.rglob("*.csv.gz"))
 
 
 # -- small helpers ------------------------------------------------------------------------
