@@ -1,6 +1,6 @@
 """Conditional sampling speed: rows/s of matching rows, steered generation against rejection alone.
 
-    python bench/bench_conditions.py [CSV] [--epochs 10] [--rows 20000]
+    python -m bench.bench_conditions [CSV] [--epochs 10] [--rows 20000]
 
 Fits plain CTGAN on CSV (default: diamonds, discrete columns cut, color and
 clarity) and samples ``--rows`` rows that meet each condition, through the
@@ -18,12 +18,10 @@ matched, and rows/s; the goal is 10x for a condition held by about 1% of rows.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 CONDITIONS = {"diamonds.csv": [("clarity", "I1"), ("color", "J"), ("cut", "Fair"), ("cut", "Ideal")]}
 
@@ -49,7 +47,7 @@ def timed(model, rows: int, condition: tuple[str, str], steered: bool) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_conditions", description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "diamonds.csv"))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rows", type=int, default=20_000)

@@ -1,6 +1,6 @@
 """Synthetic-data fidelity: the toolkit against plain CTGAN fitted the way the original tool did.
 
-    python bench/bench_fidelity.py [CSV ...] [--epochs 40] [--seeds 2] [--rows N] [--score-rows 60000] [--json OUT]
+    python -m bench.bench_fidelity [CSV ...] [--epochs 40] [--seeds 2] [--rows N] [--score-rows 60000] [--json OUT]
 
 The toolkit adds a column plan around CTGAN (small-integer columns discrete,
 missing values learned instead of dropped, values rounded and kept inside
@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from common import PASSWORD, REPO, USER, local_config, make_server_dir
+from bench.common import PASSWORD, REPO, USER, local_config, make_server_dir
 
 DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_CSVS = [DATASETS / "credit_data.csv", DATASETS / "diamonds.csv"]
@@ -288,7 +288,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_fidelity", description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path, nargs="*", default=DEFAULT_CSVS, help="CSV files (default: credit_data.csv and diamonds.csv)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs for both sides")
     parser.add_argument("--rows", type=int, default=None, help="synthetic rows per run (default: the original's row count)")
@@ -307,7 +307,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     quiet()
-    command = shlex.join(["python", "bench/bench_fidelity.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.bench_fidelity", *(sys.argv[1:] if argv is None else argv)])
     from ctgan_host import Client
 
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Generation: ctgan's own `sample` against the toolkit's `generation.generate`, for quality and speed.
 
-    python bench/bench_generation.py [CSV ...] [--epochs 30] [--seeds 2] [--rows 50000]
+    python -m bench.bench_generation [CSV ...] [--epochs 30] [--seeds 2] [--rows 50000]
 
 ctgan 0.12.1 samples in train mode, 500 rows per generator call, so
 batch-norm normalises every batch by its own statistics.  The toolkit draws
@@ -27,10 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-from bench_fidelity import DEFAULT_CSVS, metadata_for, quiet, score, seed_everything  # noqa: E402
+from bench.bench_fidelity import DEFAULT_CSVS, metadata_for, quiet, score, seed_everything
 
 
 def fitted(frame, epochs: int, seed: int):
@@ -48,7 +45,7 @@ def fitted(frame, epochs: int, seed: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_generation", description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="*", type=Path, default=DEFAULT_CSVS)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=2)

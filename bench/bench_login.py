@@ -1,6 +1,6 @@
 """How long `models --json` takes end to end (process start, connect, hello, login, list).
 
-    python bench/bench_login.py [--runs 15]
+    python -m bench.bench_login [--runs 15]
 
 Runs the real CLI as a subprocess against the local transport and against a
 throwaway OpenSSH sshd on 127.0.0.1, and times one scrypt password check.
@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (
+from bench.common import (
     PASSWORD,
     REPO,
     USER,
@@ -26,9 +26,8 @@ from common import (
     summary,
     write_client_config,
 )
-from sshd import running_sshd
-
 from ctgan_server.auth import hash_password, verify_password
+from tests.sshd import running_sshd
 
 
 def time_cli(config: Path, runs: int) -> list[float]:
@@ -44,7 +43,7 @@ def time_cli(config: Path, runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_login", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     stored = hash_password(PASSWORD)

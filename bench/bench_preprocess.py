@@ -1,6 +1,6 @@
 """Preprocessing: the project's FastDataTransformer against ctgan's DataTransformer, fit + transform.
 
-    python bench/bench_preprocess.py [CSV] [--sample 10000]
+    python -m bench.bench_preprocess [CSV] [--sample 10000]
 
 Times both on the same data in one run (default: all of diamonds, object
 columns discrete), and for each continuous column compares the modes the
@@ -11,12 +11,10 @@ full-data mode, in units of that mode's standard deviation.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def modes(info) -> list[tuple[float, float]]:
@@ -30,7 +28,7 @@ def modes(info) -> list[tuple[float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_preprocess", description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "diamonds.csv"))
     parser.add_argument("--sample", type=int, default=None, help="GMM rows (default: preprocessing.GMM_SAMPLE)")
     args = parser.parse_args()

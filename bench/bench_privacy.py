@@ -1,6 +1,6 @@
 """The report's privacy search at scale: DCR and NNDR of 10,000 synthetic rows against a large training table.
 
-    python bench/bench_privacy.py [CSV] [--copies 6]
+    python -m bench.bench_privacy [CSV] [--copies 6]
 
 The training table is CSV repeated ``--copies`` times with 1% noise on its
 numeric columns (diamonds x 6: 323,640 rows); the synthetic rows are 10,000
@@ -11,16 +11,14 @@ as the fit job runs it, and prints its figures.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_privacy", description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "diamonds.csv"))
     parser.add_argument("--copies", type=int, default=6)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """What the quality and privacy report costs.
 
-    python bench/bench_report.py [--csv ../shared/datasets/credit_data.csv] [--epochs 300] [--evaluate ../shared/datasets/diamonds.csv]
+    python -m bench.bench_report [--csv ../shared/datasets/credit_data.csv] [--epochs 300] [--evaluate ../shared/datasets/diamonds.csv]
 
 1. The fit-time report's share of a fit: one fit through a throwaway local
    server, timed from the job's own event log (training is from the
@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from common import PASSWORD, REPO, USER, local_config, make_server_dir
+from bench.common import PASSWORD, REPO, USER, local_config, make_server_dir
 
 DATASETS = REPO.parent / "shared" / "datasets"
 
@@ -62,7 +62,7 @@ def evaluate_time(csv: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_report", description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=DATASETS / "credit_data.csv")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--evaluate", type=Path, default=DATASETS / "diamonds.csv")

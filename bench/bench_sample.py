@@ -1,6 +1,6 @@
 """Fit time per epoch, and sampling speed and server memory as the row count grows.
 
-    python bench/bench_sample.py ../shared/datasets/credit_data.csv [--epochs 10] [--rows 20000 200000]
+    python -m bench.bench_sample ../shared/datasets/credit_data.csv [--epochs 10] [--rows 20000 200000]
 
 Sampling streams chunks into gzip, so the server's peak memory should stay
 flat while the row count grows tenfold.  Peak RSS is the server process's
@@ -17,18 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PASSWORD, USER, local_config, make_server_dir
+from bench.common import PASSWORD, USER, local_config, make_server_dir
 
 
 def measure_sample(config: Path, model: str, rows: int, out: Path) -> tuple[float, int]:
     probe = (
-        "import os, sys, time, resource\n"
-        f"sys.path[:0] = {[str(Path(__file__).parent)]!r}\n"
-        "import common\n"
+        "import os, time, resource\n"
         "from ctgan_host.cli import main\n"
-        "os.environ['CTGAN_PASSWORD'] = common.PASSWORD\n"
+        f"os.environ['CTGAN_PASSWORD'] = {PASSWORD!r}\n"
         "start = time.perf_counter()\n"
-        f"rc = main(['--config', {str(config)!r}, '--user', common.USER, 'sample', {model!r}, '--rows', '{rows}', '--out', {str(out)!r}])\n"
+        f"rc = main(['--config', {str(config)!r}, '--user', {USER!r}, 'sample', {model!r}, '--rows', '{rows}', '--out', {str(out)!r}])\n"
         "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -38,7 +36,7 @@ def measure_sample(config: Path, model: str, rows: int, out: Path) -> tuple[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_sample", description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rows", type=int, nargs="+", default=[20_000, 200_000])

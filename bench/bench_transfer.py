@@ -1,6 +1,6 @@
 """Bulk transfer throughput on loopback: frames inside the SSH session against the SFTP path they replaced.
 
-    python bench/bench_transfer.py [CSV] [--copies 40] [--runs 3]
+    python -m bench.bench_transfer [CSV] [--copies 40] [--runs 3]
 
 Builds a CSV of CSV's rows repeated ``--copies`` times (default: diamonds,
 about 100 MB), gzips it once, then moves those gzip bytes over a throwaway
@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PASSWORD, REPO, USER, make_server_dir, write_client_config
-from sshd import running_sshd
+from bench.common import PASSWORD, REPO, USER, make_server_dir, write_client_config
+from tests.sshd import running_sshd
 
 BLOCK = 1 << 20
 
@@ -97,7 +97,7 @@ def sftp(sshd, gz: Path, tmp: Path, runs: int) -> tuple[list[float], list[float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_transfer", description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=str(REPO.parent / "shared" / "datasets" / "diamonds.csv"))
     parser.add_argument("--copies", type=int, default=40)
     parser.add_argument("--runs", type=int, default=3)

@@ -6,12 +6,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from ctgan_server.auth import CredentialStore
+from tests.helpers import write_client_config
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from conftest import write_client_config  # noqa: E402
-
-from ctgan_server.auth import CredentialStore  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
 

@@ -214,6 +214,6 @@ def _chunk(rng, ids, width: int):
 
 
 if __name__ == "__main__":
-    # Fetch or generate ahead of a benchmark run: python bench/datasets.py [ROWS]
+    # Fetch or generate ahead of a benchmark run: python -m bench.datasets [ROWS]
     print(flights())
     print(generated(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000))

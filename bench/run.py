@@ -1,6 +1,6 @@
 """Every figure of issue 10's goals table, the toolkit side by side with bare ctgan, in one run on the same data.
 
-    python bench/run.py [--quick] [--only NAME ...] [--repeat N] [--fidelity] [--fidelity-epochs 20] [--fidelity-seeds 2]
+    python -m bench.run [--quick] [--only NAME ...] [--repeat N] [--fidelity] [--fidelity-epochs 20] [--fidelity-seeds 2]
 
 The toolkit side goes through the real ``ctgan_host.Client`` to a throwaway
 server checkout reached over SSH: an OpenSSH sshd on 127.0.0.1, as
@@ -72,7 +72,7 @@ Figures (NAME for ``--only`` in brackets):
   functions at fewer epochs (about 7 minutes at the defaults).  The issue's
   Q compares the toolkit with either preprocessing, but a job has no switch
   for it, so the two are compared around plain CTGAN in this process.
-  Without the flag the row says to run bench/bench_fidelity.py.
+  Without the flag the row says to run python -m bench.bench_fidelity.
 
 ``--quick`` shrinks everything (2,000 rows of diamonds, 2 epochs for P1b,
 20,000 sampled rows, 500 conditioned rows, 2,000 rows of flights, a
@@ -104,9 +104,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
-import datasets
-from bench_fidelity import metadata_for, quiet, score, seed_everything
-from common import (
+from bench import datasets
+from bench.bench_fidelity import metadata_for, quiet, score, seed_everything
+from bench.common import (
     PASSWORD,
     USER,
     local_config,
@@ -114,7 +114,7 @@ from common import (
     time_preprocessing,
     write_client_config,
 )
-from sshd import SSHDUnavailable, running_sshd
+from tests.sshd import SSHDUnavailable, running_sshd
 
 SEED = 0
 FIGURES = ("P1a", "P1b", "P3", "P4", "P5", "cond", "R", "big", "Q")
@@ -704,7 +704,7 @@ class Bench:
     def figure_q(self) -> list[Row]:
         if not self.run_fidelity:
             return [Row("Q", "sdmetrics quality, FastDataTransformer − upstream DataTransformer",
-                        goal=at_least(-0.01), must=at_least(-0.02), status="not run: use --fidelity, or run bench/bench_fidelity.py")]
+                        goal=at_least(-0.01), must=at_least(-0.02), status="not run: use --fidelity, or run python -m bench.bench_fidelity")]
         return [self.fidelity_row(datasets.shared(name)) for name in ("credit_data.csv", "diamonds.csv")]
 
     def fidelity_row(self, csv: Path) -> Row:
@@ -760,6 +760,7 @@ def markdown(rows: list[Row]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
         description=__doc__.splitlines()[0], epilog="Figures: " + ", ".join(FIGURES) + ". The module docstring says what each one measures."
     )
     parser.add_argument("--quick", action="store_true", help="shrink every size so the script runs in about two minutes")
@@ -785,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     import ctgan
     import torch
 
-    command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "bench.run", *(sys.argv[1:] if argv is None else argv)])
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp, contextlib.ExitStack() as stack:

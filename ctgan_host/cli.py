@@ -1,4 +1,4 @@
-"""The `python -m ctgan_host` command line: thin click commands over ``Client``.
+"""The `ctgan-host` command line (also `python -m ctgan_host`): thin click commands over ``Client``.
 
 Each command gathers its inputs (flags, then environment, then prompts when
 stdin is a terminal), makes one or two ``Client`` calls and prints the result.
@@ -29,9 +29,8 @@ from ctgan_server.wire import (
 from . import ui
 from .client import DEFAULT_EPOCHS, Client, check_local_csv
 from .config import Config, load_config
+from .demo import DEMO_CSV, DEMO_EPOCHS
 
-DEMO_CSV = Path(__file__).parent / "demo_data" / "penguins.csv"
-DEMO_EPOCHS = 300  # upstream default; about 15 s on 2 CPU cores
 EXIT_INTERRUPTED = 130
 EPOCHS = click.IntRange(min=1, max=MAX_EPOCHS)
 ROWS = click.IntRange(min=1, max=MAX_ROWS)
@@ -117,7 +116,12 @@ pass_app = click.make_pass_decorator(App)
 @click.version_option(__version__, prog_name="ctgan-server-cli")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, user: str | None, password_stdin: bool, debug: bool) -> None:
-    """Fit CTGAN on a server over SSH, sample synthetic data, and bring it back."""
+    """Fit CTGAN on a server over SSH, sample synthetic data, and bring it back.
+
+    \b
+    Example:
+      ctgan-host --user alice fit loans.csv --epochs 300
+    """
     app = ctx.obj = App(config_path, user, password_stdin, debug)
     ctx.call_on_close(app.close)
 
@@ -162,9 +166,12 @@ def fit(
 ) -> None:
     """Upload CSV, fit CTGAN on the server, and store the model there.
 
-    The fit runs as a job on the server and survives a dropped connection;
-    fit follows it (Ctrl-C detaches, it does not cancel).  The server shows
-    its column plan first; the kind options override it.
+    The fit runs as a job on the server and survives a dropped connection; fit follows it
+    (Ctrl-C detaches, it does not cancel).  The server shows its column plan first; the kind options override it.
+
+    \b
+    Example:
+      ctgan-host fit loans.csv --epochs 300 --discrete branch_code
     """
     interactive = ui.stdin_is_terminal()
     folder = app.config.original_data
@@ -195,7 +202,7 @@ def fit(
         if as_json:
             ui.print_json({"job": job})
         else:
-            ui.out.print(f"Started job [bold]{job}[/bold]; follow it with: python -m ctgan_host jobs follow {job}")
+            ui.out.print(f"Started job [bold]{job}[/bold]; follow it with: {_prog()} jobs follow {job}")
         return
     model = _follow(client, job)["model"]
     if as_json:
@@ -209,22 +216,33 @@ def _follow(client: Client, job: str) -> dict[str, Any]:
         with ui.FitProgress() as progress:
             return client.follow(job, on_event=progress.on_event)
     except KeyboardInterrupt:
-        raise Detached(job) from None
+        raise Detached(job, _prog()) from None
+
+
+def _prog() -> str:
+    """The program's name as it was invoked (`ctgan-host`), for the commands a message suggests."""
+    return click.get_current_context().find_root().info_name or "ctgan-host"
 
 
 class Detached(Exception):
     """Ctrl-C while following: the job runs on, the command ends."""
 
-    def __init__(self, job: str):
+    def __init__(self, job: str, prog: str):
         super().__init__(job)
         self.job = job
+        self.prog = prog
 
 
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 @click.pass_context
 def jobs(ctx: click.Context, as_json: bool) -> None:
-    """List your fit jobs; `jobs follow|cancel|logs ID` act on one."""
+    """List your fit jobs; `jobs follow|cancel|logs|delete ID` act on one.
+
+    \b
+    Example:
+      ctgan-host jobs --json
+    """
     if ctx.invoked_subcommand is None:
         found = ctx.find_object(App).login().jobs()
         ui.print_json(found) if as_json else ui.out.print(ui.jobs_table(found))
@@ -234,7 +252,12 @@ def jobs(ctx: click.Context, as_json: bool) -> None:
 @click.argument("job")
 @pass_app
 def jobs_follow(app: App, job: str) -> None:
-    """Show a job's live progress until it ends (exit 0 only when DONE)."""
+    """Show a job's live progress until it ends (exit 0 only when DONE).
+
+    \b
+    Example:
+      ctgan-host jobs follow 20261125t130025-a1b2c3
+    """
     result = _follow(app.login(), job)
     ui.out.print(f"Job {job} is DONE; model [bold]{result['model']}[/bold]")
 
@@ -243,7 +266,12 @@ def jobs_follow(app: App, job: str) -> None:
 @click.argument("job")
 @pass_app
 def jobs_cancel(app: App, job: str) -> None:
-    """Stop a QUEUED or RUNNING job; no model is kept."""
+    """Stop a QUEUED or RUNNING job; no model is kept.
+
+    \b
+    Example:
+      ctgan-host jobs cancel 20261125t130025-a1b2c3
+    """
     with ui.status(f"Canceling {job}..."):
         result = app.login().cancel(job)
     ui.out.print(f"Job {job} is {result['state']}")
@@ -253,15 +281,27 @@ def jobs_cancel(app: App, job: str) -> None:
 @click.argument("job")
 @pass_app
 def jobs_logs(app: App, job: str) -> None:
-    """Print a job's log: its events, then its process's output."""
+    """Print a job's log: its events, then its process's output.
+
+    \b
+    Example:
+      ctgan-host jobs logs 20261125t130025-a1b2c3
+    """
     for line in app.login().job_logs(job):
         print(line)
 
 
-def _delete_command(group: click.Group, noun: str, delete_method: str, help_text: str, metavar: str = "NAME") -> None:
+def _example(*lines: str) -> str:
+    """A help paragraph of example invocations; click's \\b keeps each on its own line."""
+    return "\n\n\b\nExample:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _delete_command(
+    group: click.Group, noun: str, delete_method: str, help_text: str, example: str, metavar: str = "NAME"
+) -> None:
     """`<group> delete NAME [--yes]`: confirmed on a terminal, --yes otherwise."""
 
-    @group.command("delete", help=help_text)
+    @group.command("delete", help=help_text + _example(example))
     @click.argument("name", metavar=metavar)
     @click.option("--yes", is_flag=True, help="do not ask for confirmation")
     @pass_app
@@ -272,13 +312,26 @@ def _delete_command(group: click.Group, noun: str, delete_method: str, help_text
         ui.out.print(f"Deleted {noun} {name}")
 
 
-_delete_command(jobs, "the log of job", "delete_job", "Remove a finished job's log from the server (its model stays).", "ID")
+_delete_command(
+    jobs,
+    "the log of job",
+    "delete_job",
+    "Remove a finished job's log from the server (its model stays).",
+    "ctgan-host jobs delete 20261125t130025-a1b2c3 --yes",
+    "ID",
+)
 
 
-def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable, delete_method: str, delete_help: str) -> click.Group:
+def _stored_files_group(
+    kind: str, noun: str, list_method: str, table: Callable, delete_method: str, delete_help: str, delete_example: str
+) -> click.Group:
     """`models` and `datasets`: list your files on the server, or `delete NAME` one of them."""
 
-    @cli.group(kind, invoke_without_command=True, help=f"List your {noun}s on the server; `{kind} delete NAME` removes one.")
+    @cli.group(
+        kind,
+        invoke_without_command=True,
+        help=f"List your {noun}s on the server; `{kind} delete NAME` removes one." + _example(f"ctgan-host {kind} --json"),
+    )
     @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
     @click.pass_context
     def group(ctx: click.Context, as_json: bool) -> None:
@@ -286,15 +339,27 @@ def _stored_files_group(kind: str, noun: str, list_method: str, table: Callable,
             found = getattr(ctx.find_object(App).login(), list_method)()
             ui.print_json(found) if as_json else ui.out.print(table(found))
 
-    _delete_command(group, noun, delete_method, delete_help)
+    _delete_command(group, noun, delete_method, delete_help, delete_example)
     return group
 
 
 models = _stored_files_group(
-    "models", "model", "models", ui.models_table, "delete_model", "Delete one of your models (and its metadata) from the server."
+    "models",
+    "model",
+    "models",
+    ui.models_table,
+    "delete_model",
+    "Delete one of your models (and its metadata) from the server.",
+    "ctgan-host models delete loans_20261125t130025_model.gz --yes",
 )
 datasets = _stored_files_group(
-    "datasets", "synthetic dataset", "datasets", ui.datasets_table, "delete_dataset", "Delete one of your synthetic datasets from the server."
+    "datasets",
+    "synthetic dataset",
+    "datasets",
+    ui.datasets_table,
+    "delete_dataset",
+    "Delete one of your synthetic datasets from the server.",
+    "ctgan-host datasets delete loans_20261125t130101_10000_synthetic.csv.gz --yes",
 )
 
 
@@ -313,7 +378,12 @@ def _confirm_delete(what: str, yes: bool) -> None:
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
 @pass_app
 def report(app: App, model: str | None, as_json: bool, html_file: str | None) -> None:
-    """Show the quality and privacy report the fit stored with MODEL."""
+    """Show the quality and privacy report the fit stored with MODEL.
+
+    \b
+    Example:
+      ctgan-host report loans_20261125t130025_model.gz --html loans.html
+    """
     client = app.login()
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
     _show_report(client.report(model), f"Report for {model}", as_json, html_file)
@@ -326,7 +396,12 @@ def report(app: App, model: str | None, as_json: bool, html_file: str | None) ->
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
 def evaluate(real: str, synthetic: str, holdout_csv: str | None, as_json: bool, html_file: str | None) -> None:
-    """Compare REAL.csv and SYNTH.csv here, on your machine, with the same metrics as the fit report."""
+    """Compare REAL.csv and SYNTH.csv here, on your machine, with the same metrics as the fit report.
+
+    \b
+    Example:
+      ctgan-host evaluate loans.csv loans_synthetic.csv --holdout loans_holdout.csv
+    """
     from .evaluation import evaluate_files
 
     with ui.status("Evaluating..."):
@@ -356,6 +431,10 @@ def passwd(app: App) -> None:
 
     Without a terminal, give the current password as usual (--password-stdin
     or CTGAN_PASSWORD), then the new one on the next two lines of stdin.
+
+    \b
+    Example:
+      ctgan-host --user alice passwd
     """
     user, old = app.credentials()
     if ui.stdin_is_terminal():
@@ -387,7 +466,12 @@ def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]
 @click.option("--seed", type=SEED, help="the same model and seed give the same file")
 @pass_app
 def sample(app: App, model: str | None, rows: int | None, out: str | None, conditions: tuple[str, ...], seed: int | None) -> None:
-    """Sample synthetic rows from MODEL; store them on the server and write a CSV here."""
+    """Sample synthetic rows from MODEL; store them on the server and write a CSV here.
+
+    \b
+    Example:
+      ctgan-host sample loans_20261125t130025_model.gz --rows 10000 --condition Home=rent
+    """
     wanted = _parse_conditions(conditions)
     client = app.login()
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
@@ -415,7 +499,12 @@ def _parse_conditions(given: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
 @pass_app
 def download(app: App, dataset: str | None, out: str | None) -> None:
-    """Bring back a stored synthetic DATASET as a plain CSV."""
+    """Bring back a stored synthetic DATASET as a plain CSV.
+
+    \b
+    Example:
+      ctgan-host download loans_20261125t130101_10000_synthetic.csv.gz --out ./shared
+    """
     client = app.login()
     dataset = _pick(app, dataset, client.datasets, ui.datasets_table, "Please enter synthetic data to download", "DATASET argument")
     with ui.TransferProgress(f"download {dataset}") as progress:
@@ -427,17 +516,25 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
 @click.option("--epochs", type=EPOCHS, default=DEMO_EPOCHS, show_default=True, help="training epochs")
 @pass_app
 def demo(app: App, epochs: int) -> None:
-    """Fit the bundled penguins data, sample from it and download the result."""
-    from .demo import run_demo
+    """Fit the bundled penguins data, sample from it and download the result.
 
-    run_demo(app, DEMO_CSV, epochs)
+    \b
+    Example:
+      ctgan-host demo --epochs 50
+    """
+    from .demo import ensure_local_demo_user, run_demo
+
+    server = app.config.server
+    user, password = ensure_local_demo_user(server.server_dir) if server.is_local else app.credentials()
+    run_demo(app.connect(user, password), DEMO_CSV, epochs, app.config.synthetic_output)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog_name: str | None = None) -> int:
+    """The `ctgan-host` console script; ``prog_name`` None lets click name the program as it was invoked."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        code = cli.main(args=args, prog_name="python -m ctgan_host", standalone_mode=False)
+        code = cli.main(args=args, prog_name=prog_name, standalone_mode=False)
         return code if isinstance(code, int) else 0
     except CtganError as exc:
         if debug:
@@ -449,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Detached as exc:
         print(
-            f"Detached; job {exc.job} keeps running on the server. Reattach with: python -m ctgan_host jobs follow {exc.job}",
+            f"Detached; job {exc.job} keeps running on the server. Reattach with: {exc.prog} jobs follow {exc.job}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

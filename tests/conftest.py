@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from sshd import SSHD  # noqa: E402
-
-from ctgan_server.auth import CredentialStore  # noqa: E402
-
-PASSWORDS = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
-
-
-def make_server(root: Path) -> Path:
-    """A server checkout: the package (linked), a config.toml, and two users."""
-    root.mkdir()
-    (root / "ctgan_server").symlink_to(REPO / "ctgan_server")
-    # authorized_keys inside the checkout: no test may touch the real ~/.ssh.
-    (root / "config.toml").write_text('[service]\ndevice = "cpu"\ntorch_threads = 1\nauthorized_keys = "ssh/authorized_keys"\n')
-    store = CredentialStore(root / "credentials.json")
-    for user, password in PASSWORDS.items():
-        store.add(user, password)
-    return root
+from tests.helpers import Cli, make_server, write_client_config
+from tests.sshd import SSHD, SSHDUnavailable, running_sshd
 
 
 @pytest.fixture
 def server_dir(tmp_path: Path) -> Path:
     return make_server(tmp_path / "server")
-
-
-def write_client_config(path: Path, server: dict[str, object], client_root: Path) -> Path:
-    lines = ["[server]"]
-    for key, value in server.items():
-        lines.append(f"{key} = {value!r}".replace("'", '"') if not isinstance(value, bool) else f"{key} = {str(value).lower()}")
-    lines += ["", "[paths]", f'original_data = "{client_root / "originals"}"', f'synthetic_output = "{client_root / "synthetic"}"', ""]
-    path.write_text("\n".join(lines))
-    return path
 
 
 @pytest.fixture
@@ -60,35 +31,10 @@ def local_config(tmp_path: Path, server_dir: Path, client_root: Path) -> Path:
     )
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(config: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
-    """Run `python -m ctgan_host` as a user would: a real process, stdin not a terminal."""
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "HOME": str(config.parent / "home"),  # no personal ~/.ssh/config or agent leaks in
-        "COLUMNS": "200",
-    }
-    full_env.pop("SSH_AUTH_SOCK", None)
-    for key in ("CTGAN_USER", "CTGAN_PASSWORD", "CTGAN_HOST_CONFIG"):
-        full_env.pop(key, None)
-    full_env.update(env or {})
-    argv = [sys.executable, "-m", "ctgan_host"] + (["--config", str(config)] if config else []) + list(args)
-    proc = subprocess.run(
-        argv, input=input if input is not None else "", capture_output=True, text=True, timeout=600, env=full_env, cwd=cwd or config.parent
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def as_user(user: str) -> tuple[list[str], str]:
-    """Global options and stdin that log in as ``user``."""
-    return ["--user", user, "--password-stdin"], PASSWORDS[user] + "\n"
+@pytest.fixture
+def cli(local_config: Path) -> Cli:
+    """The CLI as alice on the local transport: `cli("models")`, `cli.fit(csv, "--json")`, `user="bob"` for one call."""
+    return Cli(local_config)
 
 
 @pytest.fixture
@@ -116,11 +62,10 @@ def tiny_csv(tmp_path: Path) -> Path:
 
 # -- a real OpenSSH server ------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
     """A real sshd on 127.0.0.1; CTGAN_REQUIRE_SSHD=1 turns a missing OpenSSH into a failure, not a skip."""
-    from sshd import SSHDUnavailable, running_sshd
-
     try:
         with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
             yield server

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PASSWORDS, as_user, run_cli
+
+from tests.helpers import PASSWORDS, as_user, run_cli
 
 
 @pytest.mark.parametrize("transport", ["local", "ssh"])

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from ctgan_server.auth import CredentialStore, hash_password, verify_password
 from ctgan_server.wire import AuthError, BadDataError, InvalidNameError
+from tests.helpers import REPO
 
 
 def test_hash_is_salted_scrypt_and_verifies():
@@ -69,7 +69,7 @@ def test_username_check_is_a_full_match():
     for bad in ("alice\n", "alice\nbob", " alice", "Alice"):
         with pytest.raises(InvalidNameError):
             check_username(bad)
-    from ctgan_server.jobs import JobStore
+    from ctgan_server.job_store import JobStore
     from ctgan_server.wire import check_file_name
 
     with pytest.raises(InvalidNameError):

@@ -6,24 +6,19 @@ import gzip
 import json
 import re
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import as_user, run_cli
+
+from tests.helpers import as_user, run_cli
 
 MODEL_RE = re.compile(r"^tiny_patients_\d{8}t\d{6}_model\.gz$")
 DATASET_RE = re.compile(r"^tiny_patients_\d{8}t\d{6}_25_synthetic\.csv\.gz$")
 
 
-def _fit(config: Path, csv: Path, user: str = "alice", *extra: str):
-    opts, stdin = as_user(user)
-    return run_cli(config, *opts, "fit", str(csv), "--epochs", "2", *extra, input=stdin)
-
-
-def test_fit_sample_download_round_trip(local_config, tiny_csv, server_dir, tmp_path):
+def test_fit_sample_download_round_trip(cli, local_config, tiny_csv, server_dir, tmp_path):
     opts, stdin = as_user("alice")
-    fitted = _fit(local_config, tiny_csv, "alice", "--json")
+    fitted = cli.fit(tiny_csv, "--json", epochs=2)
     assert fitted.code == 0, fitted.err
     model = json.loads(fitted.out)["model"]
     assert MODEL_RE.match(model)
@@ -74,16 +69,16 @@ def test_fit_sample_download_round_trip(local_config, tiny_csv, server_dir, tmp_
     assert not [p for p in dl_dir.parent.rglob("*.part")]
 
 
-def test_sample_without_out_uses_configured_folder(local_config, tiny_csv):
+def test_sample_without_out_uses_configured_folder(cli, local_config, tiny_csv):
     opts, stdin = as_user("bob")
-    model = json.loads(_fit(local_config, tiny_csv, "bob", "--json").out)["model"]
+    model = json.loads(cli.fit(tiny_csv, "--json", user="bob").out)["model"]
     sampled = run_cli(local_config, *opts, "sample", model, "--rows", "5", input=stdin)
     assert sampled.code == 0, sampled.err
     assert [p.suffix for p in (local_config.parent / "synthetic").iterdir()] == [".csv"]
 
 
-def test_users_never_see_each_others_files(local_config, tiny_csv, server_dir):
-    alice_model = json.loads(_fit(local_config, tiny_csv, "alice", "--json").out)["model"]
+def test_users_never_see_each_others_files(cli, local_config, tiny_csv, server_dir):
+    alice_model = json.loads(cli.fit(tiny_csv, "--json").out)["model"]
     opts, stdin = as_user("bob")
     assert json.loads(run_cli(local_config, *opts, "models", "--json", input=stdin).out) == []
     stolen = run_cli(local_config, *opts, "sample", alice_model, "--rows", "5", input=stdin)

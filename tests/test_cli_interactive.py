@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import PASSWORDS, REPO
+from tests.helpers import PASSWORDS, REPO
 
 
 class Terminal:

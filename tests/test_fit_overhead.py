@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, as_user, run_cli
 
 from ctgan_server import report
-from ctgan_server.jobs import JobStore
+from ctgan_server.job_store import JobStore
 from ctgan_server.settings import load_settings
 from ctgan_server.storage import UserStorage, iso_utc
 from ctgan_server.wire import PROTOCOL_MAX, QUEUED
+from tests.helpers import REPO, as_user, run_cli
 
 # Needed only to train, sample and score: none may be loaded before the CSV is parsed.
 HEAVY = ("torch", "ctgan", "rdt", "sdmetrics", "sklearn", "scipy")

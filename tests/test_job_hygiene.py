@@ -17,20 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import PASSWORDS, REPO, run_cli
 
 from ctgan_server.job_output import data_free_traceback
-from ctgan_server.jobs import (
-    CANCELED,
-    DONE,
-    QUEUED,
-    RUNNING,
-    JobStore,
-    follow,
-    minimal_env,
-    process_start,
-)
-from ctgan_server.wire import UsageError
+from ctgan_server.job_runner import follow
+from ctgan_server.job_store import JobStore, process_start
+from ctgan_server.wire import CANCELED, DONE, QUEUED, RUNNING, UsageError, minimal_env
+from tests.helpers import PASSWORDS, REPO, run_cli
 
 DAY = 86_400
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, as_user, run_cli
 
-from ctgan_server.jobs import JobStore, process_start
+from ctgan_server.job_store import JobStore, process_start
+from tests.helpers import REPO, as_user, run_cli
 
 LONG = "10000"  # epochs: a job that runs until it is stopped
 

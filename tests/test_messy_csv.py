@@ -14,10 +14,11 @@ from datetime import datetime
 from itertools import count
 from pathlib import Path
 
-import messy_corpus as corpus
 import pandas as pd
 import pytest
-from conftest import Result, as_user, make_server, run_cli, write_client_config
+
+from tests import messy_corpus as corpus
+from tests.helpers import Cli, Result, as_user, make_server, run_cli, write_client_config
 
 USER = "alice"
 _outs = count()
@@ -45,13 +46,8 @@ class Fitted:
     meta: dict
 
 
-def _fit(config: Path, csv: Path, *extra: str, epochs: int = 1) -> Result:
-    opts, stdin = as_user(USER)
-    return run_cli(config, *opts, "fit", str(csv), "--epochs", str(epochs), "--yes", "--json", *extra, input=stdin)
-
-
 def _fitted(config: Path, server: Path, csv: Path, *extra: str, epochs: int = 1) -> Fitted:
-    result = _fit(config, csv, *extra, epochs=epochs)
+    result = Cli(config, USER).fit(csv, "--yes", "--json", *extra, epochs=epochs)
     assert result.code == 0, result.err
     model = json.loads(result.out)["model"]
     return Fitted(csv, result, model, _meta(server, model))
@@ -376,18 +372,18 @@ def test_unseeded_samples_differ(shared: Shared, seeded_pair: tuple[str, str]):
 
 
 @pytest.mark.parametrize("flag", ["--discrete", "--continuous", "--datetime", "--id", "--ignore"])
-def test_override_of_a_missing_column_is_a_usage_error(local_config: Path, server_dir: Path, tmp_path: Path, flag: str):
+def test_override_of_a_missing_column_is_a_usage_error(cli: Cli, server_dir: Path, tmp_path: Path, flag: str):
     csv = corpus.small_seeded(tmp_path)
-    result = _fit(local_config, csv, flag, "no_such_col")
+    result = cli.fit(csv, flag, "no_such_col")
     _assert_one_error_line(result, 2)
     assert "no such column" in result.err
     assert not _staged(server_dir)
 
 
 @pytest.mark.parametrize("name", sorted(corpus.BAD_FILES))
-def test_bad_file_is_refused_in_one_line_and_leaves_nothing(local_config: Path, server_dir: Path, tmp_path: Path, name: str):
+def test_bad_file_is_refused_in_one_line_and_leaves_nothing(cli: Cli, server_dir: Path, tmp_path: Path, name: str):
     make, words = corpus.BAD_FILES[name]
-    result = _fit(local_config, make(tmp_path))
+    result = cli.fit(make(tmp_path))
     # Too many columns is a server limit ([service] max_columns, exit 13); the rest is unusable data.
     _assert_one_error_line(result, 13 if name == "too_many_columns" else 5)
     assert any(word in result.err for word in words), result.err
@@ -481,7 +477,7 @@ def test_unknown_condition_over_ssh_is_one_line(ssh_shared: Shared, ssh_visits: 
 
 
 def test_bad_file_over_ssh_is_one_line_and_leaves_nothing(ssh_shared: Shared):
-    result = _fit(ssh_shared.config, corpus.latin1(ssh_shared.data))
+    result = Cli(ssh_shared.config, USER).fit(corpus.latin1(ssh_shared.data))
     _assert_one_error_line(result, 5)
     assert "UTF-8" in result.err
     assert not _staged(ssh_shared.server)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from conftest import REPO, run_cli, write_client_config
+
+from tests.helpers import REPO, run_cli, write_client_config
 
 PW = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
 
@@ -29,7 +30,7 @@ def server_admin(server: Path, *args: str, input: str = "") -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def separated(tmp_path_factory):
-    from sshd import SSHDUnavailable, running_sshd
+    from tests.sshd import SSHDUnavailable, running_sshd
 
     root = tmp_path_factory.mktemp("separated")
     server = root / "server"

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-from conftest import PASSWORDS, REPO, as_user, run_cli
 
 from ctgan_host import Client
 from ctgan_server.wire import AuthError, ConnectError
+from tests.helpers import PASSWORDS, REPO, as_user, run_cli
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, as_user, run_cli
 
 from ctgan_server import signing
 from ctgan_server.settings import load_settings
 from ctgan_server.wire import BadDataError, ServerEnvironmentError
+from tests.helpers import REPO, as_user, run_cli
 
 PLANTED = "x_20260101t000000_model.gz"
 

@@ -6,7 +6,8 @@ import gzip
 import json
 
 import pandas as pd
-from conftest import as_user, run_cli, write_client_config
+
+from tests.helpers import as_user, run_cli, write_client_config
 
 
 def test_full_job_over_ssh(ssh_config, tiny_csv, server_dir, tmp_path):
@@ -109,9 +110,8 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
     import sys
     import uuid
 
-    from conftest import PASSWORDS, REPO
-
     from ctgan_server.auth import CredentialStore
+    from tests.helpers import PASSWORDS, REPO
 
     home = __import__("pathlib").Path(pwd.getpwuid(__import__("os").getuid()).pw_dir)
     relative = f".cache/ctgan server test {uuid.uuid4().hex[:8]}"
@@ -167,10 +167,9 @@ def test_staged_upload_is_private_over_ssh(ssh_config, server_dir, tiny_csv):
     import stat
     import time
 
-    from conftest import PASSWORDS
-
     from ctgan_host import Client
     from ctgan_host.transfer import Transfer
+    from tests.helpers import PASSWORDS
 
     with Client.from_config(ssh_config) as client:
         client.login("alice", PASSWORDS["alice"])
@@ -187,7 +186,7 @@ def test_staged_upload_is_private_over_ssh(ssh_config, server_dir, tiny_csv):
 def test_an_upload_over_the_limit_is_cut_off_over_ssh_too(ssh_config, server_dir, tmp_path):
     import os
 
-    from conftest import as_user
+    from tests.helpers import as_user
 
     with open(server_dir / "config.toml", "a") as fh:
         fh.write("max_upload_bytes = 200000\n")
