@@ -46,7 +46,7 @@ KEY_FILE = ".server_key"
 # Keeps the tag of a model apart from any other use of the same key.
 _DOMAIN = b"ctgan-server model\0"
 
-ADOPT_HINT = "an admin can adopt old models with `python -m ctgan_server models sign --all`"
+ADOPT_HINT = "an admin can adopt old models with `ctgan-server models sign --all`"
 
 
 # -- the server key --------------------------------------------------------------

@@ -10,7 +10,6 @@ import venv
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PASSWORDS, REPO, run_cli, write_client_config
 
 from ctgan_host import Client
 from ctgan_host.session import Session
@@ -25,6 +24,7 @@ from ctgan_server.wire import (
     UsageError,
     VersionMismatchError,
 )
+from tests.helpers import PASSWORDS, REPO, run_cli, write_client_config
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import as_user, run_cli
 
 from ctgan_server import report
+from tests.helpers import as_user, run_cli
 
 
 def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -187,10 +187,10 @@ def test_the_distance_search_gives_the_exact_answer():
 
 
 def test_the_baseline_protection_is_sdmetrics_figure():
-    """Our DCR baseline (one neighbour search, 2,000 random rows) against sdmetrics' DCRBaselineProtection on whole tables.
+    """Our DCR baseline (the report's neighbour index, 250-1,000 random rows) against sdmetrics' DCRBaselineProtection on whole tables.
 
     Both divide medians over random rows, so they agree only up to that
-    randomness: measured 0.001-0.004 apart on credit_data, diamonds and penguins.
+    randomness: at most 0.01 apart on credit_data, diamonds and penguins.
     """
     from sdmetrics.single_table import DCRBaselineProtection
 
