@@ -5,5 +5,4 @@ not tracked by git), managed with `python -m ctgan_server users ...`.  A server
 that finds users below moves them there once and empties this file again.
 """
 
-USERS = {
-}
+USERS = {}

@@ -62,7 +62,10 @@ def main() -> None:
     started = time.perf_counter()
     model = CTGAN(epochs=args.epochs, verbose=False)
     model.fit(frame, discrete)
-    print(f"{Path(args.csv).name}: {len(frame):,} rows, {args.epochs} epochs, fit {time.perf_counter() - started:.0f} s; {args.rows:,} matching rows per run")
+    print(
+        f"{Path(args.csv).name}: {len(frame):,} rows, {args.epochs} epochs, fit {time.perf_counter() - started:.0f} s; "
+        f"{args.rows:,} matching rows per run"
+    )
     conditioning.repair(model)
     print("| condition | share in training | rejection: matched, rows/s | steered: matched, rows/s | speed-up |")
     print("| --- | --- | --- | --- | --- |")

@@ -92,7 +92,9 @@ def score(original: Any, synthetic: Any, metadata: dict[str, Any], score_rows: i
     from sdmetrics.reports.single_table import QualityReport
 
     report = QualityReport()
-    report.generate(subsample(original, score_rows), subsample(synthetic[list(original.columns)], score_rows), metadata, verbose=False)
+    report.generate(
+        subsample(original, score_rows), subsample(synthetic[list(original.columns)], score_rows), metadata, verbose=False
+    )
     properties = report.get_properties().set_index("Property")["Score"]
     shapes = report.get_details("Column Shapes").set_index("Column")["Score"]
     pairs = report.get_details("Column Pair Trends")
@@ -146,7 +148,9 @@ def timed(make: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def run_side(label: str, make: Callable[[int], Any], seeds: int, original: Any, metadata: dict[str, Any], score_rows: int) -> list[dict[str, Any]]:
+def run_side(
+    label: str, make: Callable[[int], Any], seeds: int, original: Any, metadata: dict[str, Any], score_rows: int
+) -> list[dict[str, Any]]:
     runs = []
     for seed in range(seeds):
         synthetic, seconds = timed(lambda seed=seed: make(seed))
@@ -184,9 +188,21 @@ def measure(path: Path, client: Any, args: argparse.Namespace) -> dict[str, Any]
     original = pd.read_csv(path)
     rows = args.rows or len(original)
     metadata = metadata_for(original)
-    progress(f"{path.name}: {len(original):,} rows ({len(original.dropna()):,} without NaN), {args.epochs} epochs, {args.seeds} run(s) per side")
-    baseline = run_side("baseline", lambda seed: baseline_sample(path, args.epochs, rows, seed), args.seeds, original, metadata, args.score_rows)
-    toolkit = run_side("toolkit ", lambda seed: toolkit_sample(client, path, args.epochs, rows, seed), args.seeds, original, metadata, args.score_rows)
+    progress(
+        f"{path.name}: {len(original):,} rows ({len(original.dropna()):,} without NaN), "
+        f"{args.epochs} epochs, {args.seeds} run(s) per side"
+    )
+    baseline = run_side(
+        "baseline", lambda seed: baseline_sample(path, args.epochs, rows, seed), args.seeds, original, metadata, args.score_rows
+    )
+    toolkit = run_side(
+        "toolkit ",
+        lambda seed: toolkit_sample(client, path, args.epochs, rows, seed),
+        args.seeds,
+        original,
+        metadata,
+        args.score_rows,
+    )
     return {
         "dataset": path.name,
         "rows": rows,
@@ -232,7 +248,8 @@ def column_table(result: dict[str, Any]) -> str:
     shapes_b, shapes_t = column_means(base, "column_shapes"), column_means(tool, "column_shapes")
     pairs_b, pairs_t = column_means(base, "column_pair_means"), column_means(tool, "column_pair_means")
     lines = [
-        f"{result['dataset']}, per column (mean over runs; pair trend = mean over the scored pairs the column is in, – where none):",
+        f"{result['dataset']}, per column (mean over runs; "
+        "pair trend = mean over the scored pairs the column is in, – where none):",
         "",
         "| column | sdtype | shape baseline | shape toolkit | diff | pair trend baseline | pair trend toolkit | diff |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -246,7 +263,11 @@ def column_table(result: dict[str, Any]) -> str:
 
 def scoring_note(results: list[dict[str, Any]], score_rows: int) -> str:
     sampled = [r["dataset"] for r in results if max(r["original_rows"], r["rows"]) > score_rows]
-    rows = f"{score_rows:,}-row subsamples (random_state={SCORE_SEED}) for {', '.join(sampled)}, all rows otherwise" if sampled else "all rows"
+    rows = (
+        f"{score_rows:,}-row subsamples (random_state={SCORE_SEED}) for {', '.join(sampled)}, all rows otherwise"
+        if sampled
+        else "all rows"
+    )
     pairs = ", ".join(
         f"{r['dataset']} {r['baseline']['runs'][0]['pairs_scored']} of {r['baseline']['runs'][0]['pairs_total']}" for r in results
     )
@@ -262,7 +283,8 @@ def timing_note(results: list[dict[str, Any]]) -> str:
         return statistics.fmean(run["seconds"] for run in side["runs"])
 
     return "fit + sample, mean seconds per run: " + "; ".join(
-        f"{r['dataset']} baseline {mean_seconds(r['baseline']):.0f} s, toolkit {mean_seconds(r['toolkit']):.0f} s" for r in results
+        f"{r['dataset']} baseline {mean_seconds(r['baseline']):.0f} s, toolkit {mean_seconds(r['toolkit']):.0f} s"
+        for r in results
     )
 
 
@@ -289,11 +311,15 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_fidelity", description=__doc__.splitlines()[0])
-    parser.add_argument("csv", type=Path, nargs="*", default=DEFAULT_CSVS, help="CSV files (default: credit_data.csv and diamonds.csv)")
+    parser.add_argument(
+        "csv", type=Path, nargs="*", default=DEFAULT_CSVS, help="CSV files (default: credit_data.csv and diamonds.csv)"
+    )
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs for both sides")
     parser.add_argument("--rows", type=int, default=None, help="synthetic rows per run (default: the original's row count)")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="runs per side")
-    parser.add_argument("--score-rows", type=int, default=DEFAULT_SCORE_ROWS, help="subsample real and synthetic to this many rows for scoring")
+    parser.add_argument(
+        "--score-rows", type=int, default=DEFAULT_SCORE_ROWS, help="subsample real and synthetic to this many rows for scoring"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the full results here")
     args = parser.parse_args(argv)
     if min(args.epochs, args.seeds, args.score_rows, args.rows or 1) < 1:
@@ -325,7 +351,14 @@ def main(argv: list[str] | None = None) -> None:
     print(report(results, args, command))
     print(f"\nwall time {total / 60:.1f} min")
     if args.json:
-        payload = {"command": command, "epochs": args.epochs, "seeds": args.seeds, "score_rows": args.score_rows, "seconds": round(total, 1), "results": results}
+        payload = {
+            "command": command,
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "score_rows": args.score_rows,
+            "seconds": round(total, 1),
+            "results": results,
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 

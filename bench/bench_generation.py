@@ -22,6 +22,7 @@ alone (restore and CSV writing are the same for both and left out).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -67,7 +68,10 @@ def main() -> None:
         results: dict[str, list[tuple[float, float]]] = {"upstream sample": [], "toolkit generate": []}
         for seed in range(args.seeds):
             model = fitted(original, args.epochs, seed)
-            for side, draw in (("upstream sample", model.sample), ("toolkit generate", lambda n: generation.generate(model, n))):
+            for side, draw in (
+                ("upstream sample", model.sample),
+                ("toolkit generate", functools.partial(generation.generate, model)),
+            ):
                 seed_everything(seed + 100)
                 start = time.perf_counter()
                 synthetic = draw(args.rows)
@@ -81,7 +85,9 @@ def main() -> None:
                 f"| {path.name} | {side} | {statistics.fmean(qualities):.4f} | {min(qualities):.4f}..{max(qualities):.4f} "
                 f"| {statistics.fmean(r for _, r in runs):,.0f} |"
             )
-        gap = statistics.fmean(q for q, _ in results["toolkit generate"]) - statistics.fmean(q for q, _ in results["upstream sample"])
+        gap = statistics.fmean(q for q, _ in results["toolkit generate"]) - statistics.fmean(
+            q for q, _ in results["upstream sample"]
+        )
         print(f"| {path.name} | toolkit - upstream | {gap:+.4f} | | |")
 
 

@@ -63,8 +63,13 @@ def main() -> None:
             config = write_client_config(
                 root / "ssh_client" / "config.toml",
                 {
-                    "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(sshd.identity_file),
-                    "known_hosts": str(sshd.known_hosts), "server_dir": str(server), "python": sys.executable,
+                    "host": "127.0.0.1",
+                    "port": sshd.port,
+                    "user": sshd.user,
+                    "identity_file": str(sshd.identity_file),
+                    "known_hosts": str(sshd.known_hosts),
+                    "server_dir": str(server),
+                    "python": sys.executable,
                 },
                 root / "ssh_client",
             )

@@ -57,13 +57,18 @@ def main() -> None:
     (uf, ut, ushape), (ff, ft, fshape) = timings["upstream"], timings["fast"]
     print(f"{Path(args.csv).name}: {len(frame):,} rows, GMM sample {preprocessing.GMM_SAMPLE:,}")
     print(f"upstream: fit {uf:.1f} s + transform {ut:.1f} s = {uf + ut:.1f} s, matrix {ushape}")
-    print(f"fast:     fit {ff:.1f} s + transform {ft:.1f} s = {ff + ft:.1f} s, matrix {fshape}  (ratio {(ff + ft) / (uf + ut):.2f})")
+    print(
+        f"fast:     fit {ff:.1f} s + transform {ft:.1f} s = {ff + ft:.1f} s, matrix {fshape}  (ratio {(ff + ft) / (uf + ut):.2f})"
+    )
     for full, fast in zip(fitted["upstream"]._column_transform_info_list, fitted["fast"]._column_transform_info_list):
         if full.column_type != "continuous":
             continue
         full_modes, fast_modes = modes(full), modes(fast)
         shifts = [min(abs(m - fm) / fs for fm, fs in full_modes) for m, _ in fast_modes]
-        print(f"  {full.column_name}: modes full {len(full_modes)}, subsample {len(fast_modes)}; largest mean shift {max(shifts):.2f} sd")
+        print(
+            f"  {full.column_name}: modes full {len(full_modes)}, subsample {len(fast_modes)}; "
+            f"largest mean shift {max(shifts):.2f} sd"
+        )
 
 
 if __name__ == "__main__":

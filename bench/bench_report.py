@@ -1,6 +1,7 @@
 """What the quality and privacy report costs.
 
-    python -m bench.bench_report [--csv ../shared/datasets/credit_data.csv] [--epochs 300] [--evaluate ../shared/datasets/diamonds.csv]
+    python -m bench.bench_report [--csv ../shared/datasets/credit_data.csv] [--epochs 300]
+                                 [--evaluate ../shared/datasets/diamonds.csv]
 
 1. The fit-time report's share of a fit: one fit through a throwaway local
    server, timed from the job's own event log (training is from the
@@ -56,7 +57,10 @@ def evaluate_time(csv: Path) -> float:
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "ctgan_host", "evaluate", str(csv), str(shuffled), "--json"],
-            check=True, capture_output=True, cwd=tmp, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         )
         return time.perf_counter() - started
 

@@ -26,7 +26,8 @@ def measure_sample(config: Path, model: str, rows: int, out: Path) -> tuple[floa
         "from ctgan_host.cli import main\n"
         f"os.environ['CTGAN_PASSWORD'] = {PASSWORD!r}\n"
         "start = time.perf_counter()\n"
-        f"rc = main(['--config', {str(config)!r}, '--user', {USER!r}, 'sample', {model!r}, '--rows', '{rows}', '--out', {str(out)!r}])\n"
+        f"rc = main(['--config', {str(config)!r}, '--user', {USER!r}, 'sample', {model!r}, "
+        f"'--rows', '{rows}', '--out', {str(out)!r}])\n"
         "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -53,13 +54,19 @@ def main() -> None:
             client.login(USER, PASSWORD)
             epochs_at: list[float] = []
             start = time.perf_counter()
-            model = client.fit(args.csv, epochs=args.epochs, on_event=lambda e: e.get("event") == "epoch" and epochs_at.append(time.perf_counter()))
+            model = client.fit(
+                args.csv,
+                epochs=args.epochs,
+                on_event=lambda e: e.get("event") == "epoch" and epochs_at.append(time.perf_counter()),
+            )
             total = time.perf_counter() - start
         per_epoch = (epochs_at[-1] - epochs_at[0]) / max(1, len(epochs_at) - 1)
         print(f"fit {args.csv.name}, {args.epochs} epochs: {total:.1f} s end to end, {per_epoch:.2f} s per epoch after the first")
         for rows in args.rows:
             seconds, rss_kb = measure_sample(config, model, rows, root / "out")
-            print(f"sample {rows:>9,} rows: {seconds:6.1f} s, {rows / seconds:,.0f} rows/s, server peak RSS {rss_kb / 1024:,.0f} MB")
+            print(
+                f"sample {rows:>9,} rows: {seconds:6.1f} s, {rows / seconds:,.0f} rows/s, server peak RSS {rss_kb / 1024:,.0f} MB"
+            )
         print(json.dumps({"model": model}))
 
 

@@ -70,7 +70,14 @@ def sftp(sshd, gz: Path, tmp: Path, runs: int) -> tuple[list[float], list[float]
 
     client = paramiko.SSHClient()
     client.load_host_keys(str(sshd.known_hosts))
-    client.connect("127.0.0.1", port=sshd.port, username=sshd.user, key_filename=str(sshd.identity_file), allow_agent=False, look_for_keys=False)
+    client.connect(
+        "127.0.0.1",
+        port=sshd.port,
+        username=sshd.user,
+        key_filename=str(sshd.identity_file),
+        allow_agent=False,
+        look_for_keys=False,
+    )
     channel = client.open_sftp()
     remote = str(tmp / "sftp_copy.gz")
     up, down = [], []
@@ -114,8 +121,13 @@ def main() -> None:
             config = write_client_config(
                 client_root / "config.toml",
                 {
-                    "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(sshd.identity_file),
-                    "known_hosts": str(sshd.known_hosts), "server_dir": str(server), "python": sys.executable,
+                    "host": "127.0.0.1",
+                    "port": sshd.port,
+                    "user": sshd.user,
+                    "identity_file": str(sshd.identity_file),
+                    "known_hosts": str(sshd.known_hosts),
+                    "server_dir": str(server),
+                    "python": sys.executable,
                 },
                 client_root,
             )

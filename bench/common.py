@@ -25,7 +25,9 @@ def make_server_dir(root: Path) -> Path:
 def local_config(root: Path, server: Path) -> Path:
     client = root / "client"
     client.mkdir(exist_ok=True)
-    return write_client_config(client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client)
+    return write_client_config(
+        client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client
+    )
 
 
 def summary(seconds: list[float]) -> str:

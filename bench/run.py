@@ -190,7 +190,16 @@ class Row:
         return "must reach met" if self.must.met(self.value) else "FAIL"
 
     def cells(self) -> list[str]:
-        return [self.key, self.measure, self.toolkit, self.bare, self.shown, str(self.goal or "–"), str(self.must or "–"), self.verdict]
+        return [
+            self.key,
+            self.measure,
+            self.toolkit,
+            self.bare,
+            self.shown,
+            str(self.goal or "–"),
+            str(self.must or "–"),
+            self.verdict,
+        ]
 
 
 HEADER = ["#", "measure", "toolkit", "bare ctgan", "ratio", "goal", "must reach", "result"]
@@ -234,8 +243,13 @@ class Server:
         self.over_ssh = True
         self.transport = "SSH: OpenSSH sshd on 127.0.0.1, the client's paramiko session"
         server = {
-            "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(sshd.identity_file),
-            "known_hosts": str(sshd.known_hosts), "server_dir": str(self.dir), "python": sys.executable,
+            "host": "127.0.0.1",
+            "port": sshd.port,
+            "user": sshd.user,
+            "identity_file": str(sshd.identity_file),
+            "known_hosts": str(sshd.known_hosts),
+            "server_dir": str(self.dir),
+            "python": sys.executable,
         }
         self.config = write_client_config(client_root / "config.toml", server, client_root)
 
@@ -409,7 +423,9 @@ def bare_fit(csv: Path, epochs: int) -> tuple[Any, float]:
         saved = Path(tmp) / "bare.pkl"
         done = subprocess.run(
             [sys.executable, "-c", BARE_FIT, str(csv), str(epochs), str(saved), str(SEED)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return CTGAN.load(str(saved)), float(done.stdout.strip().splitlines()[-1])
 
@@ -463,7 +479,9 @@ def closest_to_share(frame: Any, share: float) -> tuple[str, str, float]:
 class Bench:
     """The measurements, each taken once and shared by the figures that need it."""
 
-    def __init__(self, sizes: Sizes, server: Server, work: Path, stack: contextlib.ExitStack, run_fidelity: bool, repeat: int = 1):
+    def __init__(
+        self, sizes: Sizes, server: Server, work: Path, stack: contextlib.ExitStack, run_fidelity: bool, repeat: int = 1
+    ):
         self.sizes, self.server, self.work, self.stack, self.run_fidelity = sizes, server, work, stack, run_fidelity
         self.repeat = repeat
 
@@ -493,7 +511,10 @@ class Bench:
         """``--repeat`` pairs of fits, toolkit then bare, alternating so that drift in the machine's speed hits both sides."""
         runs, bare_seconds, model = [], [], None
         for i in range(self.repeat):
-            progress(f"{key}: fitting {csv.name}, {epochs} epoch{'s' if epochs > 1 else ''}, toolkit then bare ({i + 1} of {self.repeat})")
+            progress(
+                f"{key}: fitting {csv.name}, {epochs} epoch{'s' if epochs > 1 else ''}, "
+                f"toolkit then bare ({i + 1} of {self.repeat})"
+            )
             runs.append(toolkit_fit(self.conn, csv, epochs))
             model, bare_s = bare_fit(csv, epochs)
             bare_seconds.append(bare_s)
@@ -543,7 +564,12 @@ class Bench:
         return Row(
             key,
             f"fit {csv.name} ({rows:,} rows), {epochs} epoch{'s' if epochs > 1 else ''}, report included{pairs}",
-            fits.times([run.seconds for run in fits.runs]), fits.times(fits.bare_seconds), fits.ratio, f"{fits.ratio:.2f}", goal, must,
+            fits.times([run.seconds for run in fits.runs]),
+            fits.times(fits.bare_seconds),
+            fits.ratio,
+            f"{fits.ratio:.2f}",
+            goal,
+            must,
         )
 
     def figure_p3(self) -> list[Row]:
@@ -552,14 +578,25 @@ class Bench:
         peak = run.serve_peak_mb
         return [
             Row(
-                "P3", f"sample {run.rows:,} rows, CSV on the client's disk",
-                seconds(run.seconds), f"{seconds(run.bare_sample_s + run.bare_csv_s)} (sample {seconds(run.bare_sample_s)} + to_csv {seconds(run.bare_csv_s)})",
-                ratio, f"{ratio:.2f}", at_most(0.5), at_most(0.8),
+                "P3",
+                f"sample {run.rows:,} rows, CSV on the client's disk",
+                seconds(run.seconds),
+                f"{seconds(run.bare_sample_s + run.bare_csv_s)} "
+                f"(sample {seconds(run.bare_sample_s)} + to_csv {seconds(run.bare_csv_s)})",
+                ratio,
+                f"{ratio:.2f}",
+                at_most(0.5),
+                at_most(0.8),
             ),
             Row(
-                "P3 RSS", f"server peak RSS while sampling {run.rows:,} rows (serve process VmHWM; goal stated at 10M rows)",
-                f"{peak:.0f} MB" if peak is not None else "not found", "–", peak, f"{peak:.0f} MB" if peak is not None else "–",
-                at_most(500, " MB"), at_most(500, " MB"),
+                "P3 RSS",
+                f"server peak RSS while sampling {run.rows:,} rows (serve process VmHWM; goal stated at 10M rows)",
+                f"{peak:.0f} MB" if peak is not None else "not found",
+                "–",
+                peak,
+                f"{peak:.0f} MB" if peak is not None else "–",
+                at_most(500, " MB"),
+                at_most(500, " MB"),
                 status=None if peak is not None else "could not find the serve process",
             ),
         ]
@@ -579,10 +616,14 @@ class Bench:
         up, fast = up_fit + up_transform, fast_fit + fast_transform
         return [
             Row(
-                "P4", f"preprocessing {self.diamonds.name} ({len(frame):,} rows), fit + transform (GMM on {GMM_SAMPLE:,} rows)",
+                "P4",
+                f"preprocessing {self.diamonds.name} ({len(frame):,} rows), fit + transform (GMM on {GMM_SAMPLE:,} rows)",
                 f"{seconds(fast)} ({seconds(fast_fit)} + {seconds(fast_transform)})",
                 f"{seconds(up)} ({seconds(up_fit)} + {seconds(up_transform)})",
-                fast / up, f"{fast / up:.2f}", at_most(0.15), at_most(0.33),
+                fast / up,
+                f"{fast / up:.2f}",
+                at_most(0.15),
+                at_most(0.33),
             )
         ]
 
@@ -592,10 +633,26 @@ class Bench:
         run = self.sample_run
         up, down = fit.upload_bytes / raw, run.wire_bytes / run.csv_bytes
         return [
-            Row("P5 up", f"upload bytes on the wire ÷ CSV, {self.diamonds.name}", megabytes(fit.upload_bytes), f"{megabytes(raw)} (CSV)",
-                up, f"{up:.3f}", at_most(0.30), at_most(0.35)),
-            Row("P5 down", f"download bytes on the wire ÷ CSV written, {run.rows:,} sampled rows", megabytes(run.wire_bytes),
-                f"{megabytes(run.csv_bytes)} (CSV)", down, f"{down:.3f}", at_most(0.30), at_most(0.35)),
+            Row(
+                "P5 up",
+                f"upload bytes on the wire ÷ CSV, {self.diamonds.name}",
+                megabytes(fit.upload_bytes),
+                f"{megabytes(raw)} (CSV)",
+                up,
+                f"{up:.3f}",
+                at_most(0.30),
+                at_most(0.35),
+            ),
+            Row(
+                "P5 down",
+                f"download bytes on the wire ÷ CSV written, {run.rows:,} sampled rows",
+                megabytes(run.wire_bytes),
+                f"{megabytes(run.csv_bytes)} (CSV)",
+                down,
+                f"{down:.3f}",
+                at_most(0.30),
+                at_most(0.35),
+            ),
         ]
 
     def figure_cond(self) -> list[Row]:
@@ -631,9 +688,14 @@ class Bench:
             bare_note += f"; gave up at {found:,} rows"
         return [
             Row(
-                "cond", f"conditional rows/s, {column}={value} ({share:.1%} of training rows), {rows:,} rows as a CSV",
-                f"{toolkit_speed:,.0f} rows/s for {rows:,} rows end to end ({matched:.0%} of rows match)", bare_note,
-                toolkit_speed / bare_speed, f"{toolkit_speed / bare_speed:.1f}x", at_least(10, "x"), at_least(10, "x"),
+                "cond",
+                f"conditional rows/s, {column}={value} ({share:.1%} of training rows), {rows:,} rows as a CSV",
+                f"{toolkit_speed:,.0f} rows/s for {rows:,} rows end to end ({matched:.0%} of rows match)",
+                bare_note,
+                toolkit_speed / bare_speed,
+                f"{toolkit_speed / bare_speed:.1f}x",
+                at_least(10, "x"),
+                at_least(10, "x"),
             )
         ]
 
@@ -654,9 +716,14 @@ class Bench:
         share = report_s / fit.seconds
         return [
             Row(
-                "R", f"fit-time report ÷ whole fit, {csv.name} ({rows:,} rows), 1 epoch",
+                "R",
+                f"fit-time report ÷ whole fit, {csv.name} ({rows:,} rows), 1 epoch",
                 f"report {seconds(report_s)} of a {seconds(fit.seconds)} fit (preprocessing + training {seconds(training_s)})",
-                "–", share, f"{share:.3f}", at_most(0.1), at_most(0.2),
+                "–",
+                share,
+                f"{share:.3f}",
+                at_most(0.1),
+                at_most(0.2),
             )
         ]
 
@@ -673,38 +740,70 @@ class Bench:
         not_bare = "not run (would one-hot two ID columns of a value per row)"
         result = [
             Row(
-                "big", f"fit {what}, 1 epoch, end to end",
-                f"{seconds(fit.seconds)} (upload {fit.upload_bytes / csv.stat().st_size:.3f} of the CSV on the wire)", not_bare,
+                "big",
+                f"fit {what}, 1 epoch, end to end",
+                f"{seconds(fit.seconds)} (upload {fit.upload_bytes / csv.stat().st_size:.3f} of the CSV on the wire)",
+                not_bare,
             )
         ]
         if training_at and preprocess_at:
             prep = preprocess_at[-1] - training_at[0]
             then = f"; then sampler set-up + epoch {seconds(epoch_at[0] - preprocess_at[-1])}" if epoch_at else ""
             result.append(
-                Row("big prep", "preprocessing: 'training' stage → last 'preprocess' event", f"{seconds(prep)}{then}", not_bare,
-                    prep, seconds(prep), at_most(60, " s"), at_most(60, " s"))
+                Row(
+                    "big prep",
+                    "preprocessing: 'training' stage → last 'preprocess' event",
+                    f"{seconds(prep)}{then}",
+                    not_bare,
+                    prep,
+                    seconds(prep),
+                    at_most(60, " s"),
+                    at_most(60, " s"),
+                )
             )
         else:
             result.append(Row("big prep", "preprocessing", status="no preprocess events seen"))
         peak = job_peak_rss_mb(self.conn.client, fit.job)
         result.append(
-            Row("big RSS", "the job's peak RSS (its own last output line, via jobs logs)", f"{peak:,.0f} MB" if peak is not None else "not found", not_bare,
-                peak / 1024 if peak is not None else None, f"{peak / 1024:.2f} GB" if peak is not None else "–",
-                at_most(4, " GB"), at_most(4, " GB"), status=None if peak is not None else "no peak RSS line")
+            Row(
+                "big RSS",
+                "the job's peak RSS (its own last output line, via jobs logs)",
+                f"{peak:,.0f} MB" if peak is not None else "not found",
+                not_bare,
+                peak / 1024 if peak is not None else None,
+                f"{peak / 1024:.2f} GB" if peak is not None else "–",
+                at_most(4, " GB"),
+                at_most(4, " GB"),
+                status=None if peak is not None else "no peak RSS line",
+            )
         )
         gap, where = fit.largest_gap()
         prep_gap, prep_where = fit.largest_gap(training_at[0], preprocess_at[-1]) if training_at and preprocess_at else (0.0, "")
         result.append(
-            Row("big gap", "largest silence between job events (threshold ours: the issue says 'visible throughout')",
-                f"{seconds(gap)} ({where}); in preprocessing {seconds(prep_gap)} ({prep_where})", not_bare,
-                gap, seconds(gap), at_most(PROGRESS_GAP_S, " s"), at_most(PROGRESS_GAP_S, " s"))
+            Row(
+                "big gap",
+                "largest silence between job events (threshold ours: the issue says 'visible throughout')",
+                f"{seconds(gap)} ({where}); in preprocessing {seconds(prep_gap)} ({prep_where})",
+                not_bare,
+                gap,
+                seconds(gap),
+                at_most(PROGRESS_GAP_S, " s"),
+                at_most(PROGRESS_GAP_S, " s"),
+            )
         )
         return result
 
     def figure_q(self) -> list[Row]:
         if not self.run_fidelity:
-            return [Row("Q", "sdmetrics quality, FastDataTransformer − upstream DataTransformer",
-                        goal=at_least(-0.01), must=at_least(-0.02), status="not run: use --fidelity, or run python -m bench.bench_fidelity")]
+            return [
+                Row(
+                    "Q",
+                    "sdmetrics quality, FastDataTransformer − upstream DataTransformer",
+                    goal=at_least(-0.01),
+                    must=at_least(-0.02),
+                    status="not run: use --fidelity, or run python -m bench.bench_fidelity",
+                )
+            ]
         return [self.fidelity_row(datasets.shared(name)) for name in ("credit_data.csv", "diamonds.csv")]
 
     def fidelity_row(self, csv: Path) -> Row:
@@ -734,9 +833,14 @@ class Bench:
         fast, upstream = statistics.fmean(scores["fast"]), statistics.fmean(scores["upstream"])
         runs = f"{sizes.fidelity_epochs} epochs, {sizes.fidelity_seeds} seed{'s' if sizes.fidelity_seeds > 1 else ''}"
         return Row(
-            "Q", f"sdmetrics quality, {csv.name} ({len(train):,} training rows, {runs}): FastDataTransformer − upstream",
-            f"{fast:.4f} (FastDataTransformer)", f"{upstream:.4f} (DataTransformer)", fast - upstream, f"{fast - upstream:+.4f}",
-            at_least(-0.01), at_least(-0.02),
+            "Q",
+            f"sdmetrics quality, {csv.name} ({len(train):,} training rows, {runs}): FastDataTransformer − upstream",
+            f"{fast:.4f} (FastDataTransformer)",
+            f"{upstream:.4f} (DataTransformer)",
+            fast - upstream,
+            f"{fast - upstream:+.4f}",
+            at_least(-0.01),
+            at_least(-0.02),
         )
 
 
@@ -761,14 +865,38 @@ def markdown(rows: list[Row]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
-        description=__doc__.splitlines()[0], epilog="Figures: " + ", ".join(FIGURES) + ". The module docstring says what each one measures."
+        description=__doc__.splitlines()[0],
+        epilog="Figures: " + ", ".join(FIGURES) + ". The module docstring says what each one measures.",
     )
     parser.add_argument("--quick", action="store_true", help="shrink every size so the script runs in about two minutes")
-    parser.add_argument("--only", nargs="+", metavar="NAME", type=str.lower, choices=[f.lower() for f in FIGURES], help="run only these figures: " + " ".join(f.lower() for f in FIGURES))
-    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="fit P1a's and P1b's data N times a side, in turns, and give the median ratio (default 1)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        type=str.lower,
+        choices=[f.lower() for f in FIGURES],
+        help="run only these figures: " + " ".join(f.lower() for f in FIGURES),
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fit P1a's and P1b's data N times a side, in turns, and give the median ratio (default 1)",
+    )
     parser.add_argument("--fidelity", action="store_true", help="also measure Q (about 7 minutes at the defaults)")
-    parser.add_argument("--fidelity-epochs", type=int, default=None, help=f"epochs per Q fit (default {FULL.fidelity_epochs}, quick {QUICK.fidelity_epochs})")
-    parser.add_argument("--fidelity-seeds", type=int, default=None, help=f"fits per side for Q (default {FULL.fidelity_seeds}, quick {QUICK.fidelity_seeds})")
+    parser.add_argument(
+        "--fidelity-epochs",
+        type=int,
+        default=None,
+        help=f"epochs per Q fit (default {FULL.fidelity_epochs}, quick {QUICK.fidelity_epochs})",
+    )
+    parser.add_argument(
+        "--fidelity-seeds",
+        type=int,
+        default=None,
+        help=f"fits per side for Q (default {FULL.fidelity_seeds}, quick {QUICK.fidelity_seeds})",
+    )
     args = parser.parse_args(argv)
     for option in ("fidelity_epochs", "fidelity_seeds", "repeat"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
@@ -779,7 +907,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("fidelity_epochs", args.fidelity_epochs), ("fidelity_seeds", args.fidelity_seeds)) if v is not None}
+    overrides = {
+        k: v for k, v in (("fidelity_epochs", args.fidelity_epochs), ("fidelity_seeds", args.fidelity_seeds)) if v is not None
+    }
     sizes = replace(sizes, **overrides)
     selected = [name for name in FIGURES if args.only is None or name.lower() in args.only]
     quiet()  # rdt, sklearn and sdmetrics warn per column and per fit; none of it changes a figure
@@ -805,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in selected:
             try:
                 measured = figures[name]()
-            except Exception as exc:  # noqa: BLE001  one broken figure must not cost the others
+            except Exception as exc:
                 traceback.print_exc()
                 measured = [Row(name, "(see the traceback above)", status=f"ERROR: {type(exc).__name__}: {exc}"[:200])]
             for row in measured:

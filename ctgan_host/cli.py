@@ -109,7 +109,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="FILE", help="config.toml to use (default: $CTGAN_HOST_CONFIG, then ./config.toml)")
+@click.option(
+    "--config", "config_path", metavar="FILE", help="config.toml to use (default: $CTGAN_HOST_CONFIG, then ./config.toml)"
+)
 @click.option("--user", metavar="NAME", help="app username (default: $CTGAN_USER, then a prompt)")
 @click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
 @click.option("--debug", is_flag=True, help="show tracebacks and the server's log")
@@ -144,8 +146,15 @@ def _resolve_csv(name: str, folder: Path) -> Path:
 @click.option("--id", "ids", multiple=True, metavar="COL", help="treat COL as record IDs: fresh ones are generated (repeatable)")
 @click.option("--ignore", multiple=True, metavar="COL", help="do not learn COL; it comes back empty (repeatable)")
 @click.option("--seed", type=SEED, help="make the fit repeatable on CPU")
-@click.option("--holdout", type=HOLDOUT, default=0.0, show_default=True, metavar="F", help="share of rows kept out of training, to measure memorisation")
-@click.option("--detach", is_flag=True, help="start the fit as a job and return at once (with --json: {\"job\": ID})")
+@click.option(
+    "--holdout",
+    type=HOLDOUT,
+    default=0.0,
+    show_default=True,
+    metavar="F",
+    help="share of rows kept out of training, to measure memorisation",
+)
+@click.option("--detach", is_flag=True, help='start the fit as a job and return at once (with --json: {"job": ID})')
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @pass_app
@@ -195,8 +204,16 @@ def fit(
     ui.note(f"Uploading {path.name} ({ui.human_size(path.stat().st_size)}, gzipped) to {app.config.server.host}...")
     with ui.TransferProgress(f"upload {path.name}", path.stat().st_size) as progress:
         job = client.start_fit(
-            path, epochs=epochs, discrete=discrete, continuous=continuous, datetime=datetime, ids=ids, ignore=ignore, seed=seed,
-            holdout=holdout, on_upload=progress,
+            path,
+            epochs=epochs,
+            discrete=discrete,
+            continuous=continuous,
+            datetime=datetime,
+            ids=ids,
+            ignore=ignore,
+            seed=seed,
+            holdout=holdout,
+            on_upload=progress,
         )
     if detach:
         if as_json:
@@ -375,7 +392,9 @@ def _confirm_delete(what: str, yes: bool) -> None:
 @cli.command()
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report"
+)
 @pass_app
 def report(app: App, model: str | None, as_json: bool, html_file: str | None) -> None:
     """Show the quality and privacy report the fit stored with MODEL.
@@ -392,9 +411,17 @@ def report(app: App, model: str | None, as_json: bool, html_file: str | None) ->
 @cli.command()
 @click.argument("real", type=click.Path(exists=True, dir_okay=False))
 @click.argument("synthetic", type=click.Path(exists=True, dir_okay=False))
-@click.option("--holdout", "holdout_csv", type=click.Path(exists=True, dir_okay=False), metavar="HOLDOUT.csv", help="rows kept out of training, for the DCR share")
+@click.option(
+    "--holdout",
+    "holdout_csv",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="HOLDOUT.csv",
+    help="rows kept out of training, for the DCR share",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as one JSON object")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE", help="also write a self-contained HTML report"
+)
 def evaluate(real: str, synthetic: str, holdout_csv: str | None, as_json: bool, html_file: str | None) -> None:
     """Compare REAL.csv and SYNTH.csv here, on your machine, with the same metrics as the fit report.
 
@@ -450,7 +477,9 @@ def passwd(app: App) -> None:
     ui.out.print(f"Password changed for {user}")
 
 
-def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]], table: Callable, prompt: str, what: str) -> str:
+def _pick(
+    app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]], table: Callable, prompt: str, what: str
+) -> str:
     if given is not None:
         return given
     if ui.stdin_is_terminal():
@@ -462,7 +491,13 @@ def _pick(app: App, given: str | None, lister: Callable[[], list[dict[str, Any]]
 @click.argument("model", required=False)
 @click.option("--rows", type=ROWS, help="number of synthetic rows (asked on a terminal)")
 @click.option("--out", type=click.Path(file_okay=False), help="folder for the CSV (default: [paths] synthetic_output)")
-@click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE", help="keep only rows where discrete COL is VALUE (repeatable)")
+@click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    metavar="COL=VALUE",
+    help="keep only rows where discrete COL is VALUE (repeatable)",
+)
 @click.option("--seed", type=SEED, help="the same model and seed give the same file")
 @pass_app
 def sample(app: App, model: str | None, rows: int | None, out: str | None, conditions: tuple[str, ...], seed: int | None) -> None:
@@ -506,7 +541,9 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
       ctgan-host download loans_20261125t130101_10000_synthetic.csv.gz --out ./shared
     """
     client = app.login()
-    dataset = _pick(app, dataset, client.datasets, ui.datasets_table, "Please enter synthetic data to download", "DATASET argument")
+    dataset = _pick(
+        app, dataset, client.datasets, ui.datasets_table, "Please enter synthetic data to download", "DATASET argument"
+    )
     with ui.TransferProgress(f"download {dataset}") as progress:
         path = client.download_to_file(dataset, out, on_progress=progress)
     ui.out.print(f"Wrote {path}")
@@ -557,7 +594,7 @@ def main(argv: list[str] | None = None, prog_name: str | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001  the last line of defence: one line, not a traceback
+    except Exception as exc:
         if debug:
             traceback.print_exc()
         print(f"Error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)

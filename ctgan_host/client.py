@@ -221,7 +221,13 @@ class Client:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
         overrides = {
             option: [str(c) for c in names]
-            for option, names in (("discrete", discrete), ("continuous", continuous), ("datetime", datetime), ("id", ids), ("ignore", ignore))
+            for option, names in (
+                ("discrete", discrete),
+                ("continuous", continuous),
+                ("datetime", datetime),
+                ("id", ids),
+                ("ignore", ignore),
+            )
             if names
         }
         if isinstance(data, (str, os.PathLike)):
@@ -323,7 +329,12 @@ class Client:
         )
 
     def sample(
-        self, model: str, rows: int, on_event: OnEvent | None = None, conditions: dict[str, Any] | None = None, seed: int | None = None
+        self,
+        model: str,
+        rows: int,
+        on_event: OnEvent | None = None,
+        conditions: dict[str, Any] | None = None,
+        seed: int | None = None,
     ) -> "pd.DataFrame":
         """Sample ``rows`` synthetic rows as a DataFrame with the original's dtypes."""
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:

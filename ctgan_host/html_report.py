@@ -69,7 +69,9 @@ nav a:hover { text-decoration: underline; }
 ul.notes { margin: 14px 0 0; padding-left: 20px; color: var(--muted); }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; align-items: start; }
 figure { margin: 0; }
-.plotcard { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; break-inside: avoid; }
+.plotcard {
+  background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; break-inside: avoid;
+}
 .plotcard header { display: flex; justify-content: space-between; align-items: baseline; gap: 8px; margin-bottom: 6px; }
 .badge { font-size: .78rem; color: var(--muted); white-space: nowrap; }
 .badge b { color: var(--ink); }
@@ -220,8 +222,9 @@ class _Frame:
         return self.height - self.bottom - (value - self.y_lo) / (self.y_hi - self.y_lo) * (self.height - self.top - self.bottom)
 
 
-def _axes(frame: _Frame, x_ticks: Iterable[tuple[float, str]], y_ticks: Iterable[tuple[float, str]],
-          x_label: str, y_label: str) -> list[str]:
+def _axes(
+    frame: _Frame, x_ticks: Iterable[tuple[float, str]], y_ticks: Iterable[tuple[float, str]], x_label: str, y_label: str
+) -> list[str]:
     """Horizontal grid lines, both axis lines, tick labels and axis titles."""
     base, left = frame.height - frame.bottom, frame.left
     parts = ['<g class="grid">']
@@ -249,8 +252,10 @@ def _axes(frame: _Frame, x_ticks: Iterable[tuple[float, str]], y_ticks: Iterable
 
 def _svg_open(kind: str, width: float, height: float, label: str, attrs: str = "") -> str:
     # No xmlns: inline SVG in HTML needs none, and it keeps the page free of URLs.
-    return (f'<svg class="plot {kind}" viewBox="0 0 {_c(width)} {_c(height)}" width="{_c(width)}" '
-            f'height="{_c(height)}" role="img" aria-label="{_esc(label)}"{attrs}>')
+    return (
+        f'<svg class="plot {kind}" viewBox="0 0 {_c(width)} {_c(height)}" width="{_c(width)}" '
+        f'height="{_c(height)}" role="img" aria-label="{_esc(label)}"{attrs}>'
+    )
 
 
 def _legend(x: float, y: float, entries: list[tuple[str, str]]) -> list[str]:
@@ -320,11 +325,15 @@ def _column_scores(quality: dict) -> str:
     rows = []
     for name, value in scores:
         width = max(0.0, min(1.0, value)) * 100
-        rows.append(f'<div class="name" title="{_esc(name)}">{_esc(name)}</div>'
-                    f'<div class="bar"><span style="width:{width:.1f}%"></span></div>'
-                    f'<div class="num">{_pct(value)}</div>')
-    return ('<h2 id="column-scores">Column scores</h2><p class="lead">How closely each synthetic column '
-            'follows the real one, worst first.</p><div class="scorebars">' + "".join(rows) + "</div>")
+        rows.append(
+            f'<div class="name" title="{_esc(name)}">{_esc(name)}</div>'
+            f'<div class="bar"><span style="width:{width:.1f}%"></span></div>'
+            f'<div class="num">{_pct(value)}</div>'
+        )
+    return (
+        '<h2 id="column-scores">Column scores</h2><p class="lead">How closely each synthetic column '
+        'follows the real one, worst first.</p><div class="scorebars">' + "".join(rows) + "</div>"
+    )
 
 
 # ---------------------------------------------------------------- distributions
@@ -352,6 +361,7 @@ def _numeric_plot(column: dict, name: str) -> str | None:
         edges = [float(i) for i in range(len(bins))]
     widths = [b - a for a, b in pairwise(edges)]
     uniform = max(widths) - min(widths) <= 1e-6 * max(widths)
+
     # With unequal bins a share hides how dense a narrow bin is, so plot share per unit instead.
     def height(shares: list[float]) -> list[float]:
         return shares if uniform else [s / w for s, w in zip(shares, widths)]
@@ -373,14 +383,23 @@ def _numeric_plot(column: dict, name: str) -> str | None:
         x_fmt = _tick_formatter(x_vals, x_step)
         x_ticks = [(t, x_fmt(t)) for t in x_vals]
 
-    parts = [_svg_open("dist", frame.width, frame.height, f"Distribution of {name}: real vs synthetic",
-                       f' data-column="{_esc(name)}" data-kind="numeric"')]
+    parts = [
+        _svg_open(
+            "dist",
+            frame.width,
+            frame.height,
+            f"Distribution of {name}: real vs synthetic",
+            f' data-column="{_esc(name)}" data-kind="numeric"',
+        )
+    ]
     parts += _axes(frame, x_ticks, y_ticks, "", "share of rows" if uniform else "share per unit")
     base = frame.y(0.0)
     for i, value in enumerate(real_h):
         x0, x1, y = frame.x(edges[i]), frame.x(edges[i + 1]), frame.y(value)
-        parts.append(f'<rect x="{_c(x0 + 0.5)}" y="{_c(y)}" width="{_c(max(x1 - x0 - 1, 0.5))}" '
-                     f'height="{_c(base - y)}" fill="{REAL}" fill-opacity="0.5"/>')
+        parts.append(
+            f'<rect x="{_c(x0 + 0.5)}" y="{_c(y)}" width="{_c(max(x1 - x0 - 1, 0.5))}" '
+            f'height="{_c(base - y)}" fill="{REAL}" fill-opacity="0.5"/>'
+        )
     if synth_h is not None:
         # Synthetic as an outline only: two translucent fills would mix into a muddy third colour.
         path = [f"M{_c(frame.x(edges[0]))} {_c(base)}"]
@@ -394,9 +413,11 @@ def _numeric_plot(column: dict, name: str) -> str | None:
         x0, x1 = frame.x(edges[i]), frame.x(edges[i + 1])
         span = f"{bins[i]} to {bins[i + 1]}"
         synth_text = _pct(synthetic[i], 1) if synthetic is not None else "n/a"
-        parts.append(f'<rect class="hover" x="{_c(x0)}" y="{_c(frame.top)}" width="{_c(x1 - x0)}" '
-                     f'height="{_c(base - frame.top)}"><title>{_esc(span)}\nreal {_pct(real[i], 1)}, '
-                     f'synthetic {_esc(synth_text)}</title></rect>')
+        parts.append(
+            f'<rect class="hover" x="{_c(x0)}" y="{_c(frame.top)}" width="{_c(x1 - x0)}" '
+            f'height="{_c(base - frame.top)}"><title>{_esc(span)}\nreal {_pct(real[i], 1)}, '
+            f"synthetic {_esc(synth_text)}</title></rect>"
+        )
     parts += _legend(frame.width - frame.right, 6, [(REAL, "real"), (SYNTHETIC, "synthetic")])
     parts.append("</svg>")
     return "".join(parts)
@@ -419,8 +440,15 @@ def _categorical_plot(column: dict, name: str) -> str | None:
     fmt = _tick_formatter(_ticks(0.0, x_hi, x_step), x_step, percent=True)
     x_ticks = [(t, fmt(t)) for t in _ticks(0.0, x_hi, x_step)]
 
-    parts = [_svg_open("dist", frame.width, frame.height, f"Distribution of {name}: real vs synthetic",
-                       f' data-column="{_esc(name)}" data-kind="categorical"')]
+    parts = [
+        _svg_open(
+            "dist",
+            frame.width,
+            frame.height,
+            f"Distribution of {name}: real vs synthetic",
+            f' data-column="{_esc(name)}" data-kind="categorical"',
+        )
+    ]
     parts.append('<g class="grid">')
     for value, _ in x_ticks:
         x = _c(frame.x(value))
@@ -430,21 +458,27 @@ def _categorical_plot(column: dict, name: str) -> str | None:
     parts.append(f'<line class="axis" x1="{_c(frame.left)}" x2="{_c(frame.left)}" y1="{_c(frame.top)}" y2="{_c(base)}"/>')
     for value, label in x_ticks:
         parts.append(f'<text x="{_c(frame.x(value))}" y="{_c(base + 14)}" text-anchor="middle">{_esc(label)}</text>')
-    parts.append(f'<text x="{_c((frame.left + frame.width - frame.right) / 2)}" y="{_c(base + 30)}" '
-                 'text-anchor="middle">share of rows</text>')
+    parts.append(
+        f'<text x="{_c((frame.left + frame.width - frame.right) / 2)}" y="{_c(base + 30)}" '
+        'text-anchor="middle">share of rows</text>'
+    )
     for i, category in enumerate(categories):
         y = frame.top + i * row
         bar = 9 if synthetic is not None else 11
         series = [(REAL, real[i])] + ([(SYNTHETIC, synthetic[i])] if synthetic is not None else [])
         for j, (colour, value) in enumerate(series):
             width = max(frame.x(max(value, 0.0)) - frame.left, 0.0)
-            parts.append(f'<rect x="{_c(frame.left)}" y="{_c(y + 3 + j * (bar + 1))}" width="{_c(width)}" '
-                         f'height="{bar}" fill="{colour}"/>')
-        parts.append(f'<text x="{_c(frame.left - 6)}" y="{_c(y + row / 2 + 4)}" text-anchor="end">'
-                     f'{_esc(_short(category))}</text>')
+            parts.append(
+                f'<rect x="{_c(frame.left)}" y="{_c(y + 3 + j * (bar + 1))}" width="{_c(width)}" height="{bar}" fill="{colour}"/>'
+            )
+        parts.append(
+            f'<text x="{_c(frame.left - 6)}" y="{_c(y + row / 2 + 4)}" text-anchor="end">{_esc(_short(category))}</text>'
+        )
         synth_text = _pct(synthetic[i], 1) if synthetic is not None else "n/a"
-        parts.append(f'<rect class="hover" x="0" y="{_c(y)}" width="{_c(frame.width)}" height="{row}">'
-                     f'<title>{_esc(category)}\nreal {_pct(real[i], 1)}, synthetic {_esc(synth_text)}</title></rect>')
+        parts.append(
+            f'<rect class="hover" x="0" y="{_c(y)}" width="{_c(frame.width)}" height="{row}">'
+            f"<title>{_esc(category)}\nreal {_pct(real[i], 1)}, synthetic {_esc(synth_text)}</title></rect>"
+        )
     if hidden:
         parts.append(f'<text x="{_c(frame.left)}" y="{_c(height - 4)}">{hidden} more categories not shown</text>')
     parts += _legend(frame.width - frame.right, 8, [(REAL, "real"), (SYNTHETIC, "synthetic")])
@@ -469,10 +503,11 @@ def _distribution_section(plots: dict, quality: dict) -> str:
         score_text = f" · score <b>{_pct(score)}</b>" if score is not None else ""
         badge = f'<span class="badge">{_esc(kind)}{score_text}</span>'
         body = svg if svg is not None else _empty("No plot data for this column.")
-        cards.append(f'<figure class="plotcard" id="dist-{index}"><header><h3>{_esc(name)}</h3>{badge}</header>'
-                     f"{body}</figure>")
-    return ('<h2 id="distributions">Column distributions</h2><p class="lead">Share of rows per bin or category; '
-            'hover a bar for the exact numbers.</p><div class="grid">' + "".join(cards) + "</div>")
+        cards.append(f'<figure class="plotcard" id="dist-{index}"><header><h3>{_esc(name)}</h3>{badge}</header>{body}</figure>')
+    return (
+        '<h2 id="distributions">Column distributions</h2><p class="lead">Share of rows per bin or category; '
+        'hover a bar for the exact numbers.</p><div class="grid">' + "".join(cards) + "</div>"
+    )
 
 
 # ---------------------------------------------------------------- correlations
@@ -499,27 +534,34 @@ def _heatmap(names: list[str], matrix: list[list[float | None]], which: str) -> 
     margin = min(130.0, 12 + 6.5 * max(len(_short(s, 16)) for s in names))
     # Diagonal column labels lean right past the last cell: leave them room.
     width, height = margin + cell * n + 0.7 * margin, margin + cell * n + 4
-    parts = [_svg_open("heatmap", width, height, f"Correlation matrix, {which} data",
-                       f' data-kind="{_esc(which.lower())}"')]
+    parts = [_svg_open("heatmap", width, height, f"Correlation matrix, {which} data", f' data-kind="{_esc(which.lower())}"')]
     for i, name in enumerate(names):
         centre = margin + (i + 0.5) * cell
         label = _esc(_short(name, 16))
-        parts.append(f'<text x="{_c(margin - 5)}" y="{_c(centre + 4)}" text-anchor="end">{label}<title>{_esc(name)}</title></text>')
+        parts.append(
+            f'<text x="{_c(margin - 5)}" y="{_c(centre + 4)}" text-anchor="end">{label}<title>{_esc(name)}</title></text>'
+        )
         # Column labels run diagonally so long names do not collide.
-        parts.append(f'<text transform="translate({_c(centre + 3)} {_c(margin - 5)}) rotate(-45)">{label}'
-                     f'<title>{_esc(name)}</title></text>')
+        parts.append(
+            f'<text transform="translate({_c(centre + 3)} {_c(margin - 5)}) rotate(-45)">{label}'
+            f"<title>{_esc(name)}</title></text>"
+        )
     show_values = cell >= 30
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
             x, y = margin + j * cell, margin + i * cell
             fill = "#cbd5e0" if value is None else _diverging(value)
             text = "n/a" if value is None else f"{value:.2f}"
-            parts.append(f'<rect x="{_c(x)}" y="{_c(y)}" width="{_c(cell - 1)}" height="{_c(cell - 1)}" fill="{fill}">'
-                         f'<title>{_esc(names[i])} \u00d7 {_esc(names[j])}\n{which.lower()} {text}</title></rect>')
+            parts.append(
+                f'<rect x="{_c(x)}" y="{_c(y)}" width="{_c(cell - 1)}" height="{_c(cell - 1)}" fill="{fill}">'
+                f"<title>{_esc(names[i])} \u00d7 {_esc(names[j])}\n{which.lower()} {text}</title></rect>"
+            )
             if show_values:
                 ink = "#ffffff" if value is not None and abs(value) > 0.6 else "#2d3748"
-                parts.append(f'<text x="{_c(x + cell / 2 - 0.5)}" y="{_c(y + cell / 2 + 3.5)}" text-anchor="middle" '
-                             f'style="fill:{ink};font-size:10px">{text}</text>')
+                parts.append(
+                    f'<text x="{_c(x + cell / 2 - 0.5)}" y="{_c(y + cell / 2 + 3.5)}" text-anchor="middle" '
+                    f'style="fill:{ink};font-size:10px">{text}</text>'
+                )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -528,14 +570,20 @@ def _colour_legend() -> str:
     """The -1..1 scale as a gradient bar; drawn once, shared by both heatmaps."""
     stops = "".join(f'<stop offset="{(v + 1) / 2:.2f}" stop-color="{_diverging(v)}"/>' for v in (-1, -0.5, 0, 0.5, 1))
     width, left, bar = 300, 20, 260
-    parts = [(f'<svg class="legend corr-legend" viewBox="0 0 {width} 46" width="{width}" height="46" role="img" '
-              'aria-label="Colour scale from -1 to 1">'),
-             f'<defs><linearGradient id="corr-scale" x1="0" x2="1" y1="0" y2="0">{stops}</linearGradient></defs>',
-             f'<rect x="{left}" y="6" width="{bar}" height="12" fill="url(#corr-scale)" stroke="#cbd5e0"/>']
+    parts = [
+        (
+            f'<svg class="legend corr-legend" viewBox="0 0 {width} 46" width="{width}" height="46" role="img" '
+            'aria-label="Colour scale from -1 to 1">'
+        ),
+        f'<defs><linearGradient id="corr-scale" x1="0" x2="1" y1="0" y2="0">{stops}</linearGradient></defs>',
+        f'<rect x="{left}" y="6" width="{bar}" height="12" fill="url(#corr-scale)" stroke="#cbd5e0"/>',
+    ]
     for value in (-1, -0.5, 0, 0.5, 1):
         x = left + (value + 1) / 2 * bar
-        parts.append(f'<line x1="{_c(x)}" x2="{_c(x)}" y1="18" y2="22" stroke="#a0aec0"/>'
-                     f'<text x="{_c(x)}" y="34" text-anchor="middle" style="font-size:11px;fill:#4a5568">{value:g}</text>')
+        parts.append(
+            f'<line x1="{_c(x)}" x2="{_c(x)}" y1="18" y2="22" stroke="#a0aec0"/>'
+            f'<text x="{_c(x)}" y="34" text-anchor="middle" style="font-size:11px;fill:#4a5568">{value:g}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -551,11 +599,16 @@ def _largest_gaps(names: list[str], real: list[list[float | None]], synthetic: l
     if not pairs:
         return ""
     pairs.sort(key=lambda p: -p[0])
-    rows = "".join(f"<tr><td>{_esc(a)} \u00d7 {_esc(b)}</td><td class=num>{r:.2f}</td><td class=num>{s:.2f}</td>"
-                   f"<td class=num>{gap:.2f}</td></tr>" for gap, a, b, r, s in pairs[:5])
-    return ('<h3 style="margin:18px 0 6px">Largest differences</h3><table><thead><tr><th>Pair</th>'
-            '<th class=num>Real</th><th class=num>Synthetic</th><th class=num>|Δ|</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table>")
+    rows = "".join(
+        f"<tr><td>{_esc(a)} \u00d7 {_esc(b)}</td><td class=num>{r:.2f}</td><td class=num>{s:.2f}</td>"
+        f"<td class=num>{gap:.2f}</td></tr>"
+        for gap, a, b, r, s in pairs[:5]
+    )
+    return (
+        '<h3 style="margin:18px 0 6px">Largest differences</h3><table><thead><tr><th>Pair</th>'
+        "<th class=num>Real</th><th class=num>Synthetic</th><th class=num>|Δ|</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def _correlation_section(plots: dict) -> str:
@@ -571,12 +624,21 @@ def _correlation_section(plots: dict) -> str:
     synthetic = _matrix(corr.get("synthetic"), len(names))
     if real is None and synthetic is None:
         return title + _empty("No correlation data in this report.")
-    figures = [f'<figure><figcaption>{label}</figcaption>{_heatmap(names, m, label)}</figure>'
-               for label, m in (("Real", real), ("Synthetic", synthetic)) if m is not None]
+    figures = [
+        f"<figure><figcaption>{label}</figcaption>{_heatmap(names, m, label)}</figure>"
+        for label, m in (("Real", real), ("Synthetic", synthetic))
+        if m is not None
+    ]
     gaps = _largest_gaps(names, real, synthetic) if real is not None and synthetic is not None else ""
-    return (title + '<p class="lead">Pearson correlation between numeric columns: the two grids should look '
-            'alike. Blue is negative, red positive.</p>' + _colour_legend()
-            + '<div class="heatmaps">' + "".join(figures) + "</div>" + gaps)
+    return (
+        title + '<p class="lead">Pearson correlation between numeric columns: the two grids should look '
+        "alike. Blue is negative, red positive.</p>"
+        + _colour_legend()
+        + '<div class="heatmaps">'
+        + "".join(figures)
+        + "</div>"
+        + gaps
+    )
 
 
 # ---------------------------------------------------------------- losses
@@ -621,22 +683,25 @@ def _loss_plot(losses: list[dict]) -> str | None:
     if y_lo < 0 < y_hi:
         # The discriminator's (Wasserstein-style) loss swings around zero; make zero easy to find.
         y = _c(frame.y(0.0))
-        parts.append(f'<line x1="{_c(frame.left)}" x2="{_c(frame.width - frame.right)}" y1="{y}" y2="{y}" '
-                     'stroke="#a0aec0" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{_c(frame.left)}" x2="{_c(frame.width - frame.right)}" y1="{y}" y2="{y}" '
+            'stroke="#a0aec0" stroke-dasharray="4 3"/>'
+        )
     few = len(losses) <= 60
     for _, colour, points in series:
         for run in _segments(points):
             coords = " ".join(f"{_c(frame.x(x))},{_c(frame.y(y))}" for x, y in run)
-            parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" '
-                         'stroke-linejoin="round"/>')
+            parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" stroke-linejoin="round"/>')
             if few or len(run) == 1:
                 parts += [f'<circle cx="{_c(frame.x(x))}" cy="{_c(frame.y(y))}" r="2.5" fill="{colour}"/>' for x, y in run]
     step = (frame.x(x_hi) - frame.x(x_lo)) / max(len(losses) - 1, 1)
     for epoch, row in zip(epochs, losses):
         x = frame.x(epoch) - step / 2
         tip = f"epoch {epoch:g}\ngenerator {_plain(row.get('loss_g'))}, discriminator {_plain(row.get('loss_d'))}"
-        parts.append(f'<rect class="hover" x="{_c(x)}" y="{_c(frame.top)}" width="{_c(step)}" '
-                     f'height="{_c(frame.height - frame.top - frame.bottom)}"><title>{_esc(tip)}</title></rect>')
+        parts.append(
+            f'<rect class="hover" x="{_c(x)}" y="{_c(frame.top)}" width="{_c(step)}" '
+            f'height="{_c(frame.height - frame.top - frame.bottom)}"><title>{_esc(tip)}</title></rect>'
+        )
     parts += _legend(frame.width - frame.right, 6, [(LOSS_G, "generator"), (LOSS_D, "discriminator")])
     parts.append("</svg>")
     return "".join(parts)
@@ -651,9 +716,11 @@ def _loss_section(report: dict) -> str:
     svg = _loss_plot(losses) if losses else None
     if svg is None:
         return title + _empty("No loss values were recorded for this model.")
-    return (title + '<p class="lead">CTGAN trains two networks against each other, so neither loss has to fall '
-            'steadily; curves that settle are a better sign than curves that keep drifting apart.</p>'
-            f'<figure class="plotcard">{svg}</figure>')
+    return (
+        title + '<p class="lead">CTGAN trains two networks against each other, so neither loss has to fall '
+        "steadily; curves that settle are a better sign than curves that keep drifting apart.</p>"
+        f'<figure class="plotcard">{svg}</figure>'
+    )
 
 
 # ---------------------------------------------------------------- page
@@ -672,43 +739,54 @@ def render_html(report: dict, title: str) -> str:
         _loss_section(report),
     ]
     column_scores = _column_scores(quality)
-    links = [(anchor, label) for anchor, label, body in (
-        ("quality", "Scores", True),
-        ("column-scores", "Column scores", column_scores),
-        ("distributions", "Distributions", sections[0]),
-        ("correlations", "Correlations", sections[1]),
-        ("losses", "Training", sections[2]),
-    ) if body]
+    links = [
+        (anchor, label)
+        for anchor, label, body in (
+            ("quality", "Scores", True),
+            ("column-scores", "Column scores", column_scores),
+            ("distributions", "Distributions", sections[0]),
+            ("correlations", "Correlations", sections[1]),
+            ("losses", "Training", sections[2]),
+        )
+        if body
+    ]
     nav = "<nav>" + "".join(f'<a href="#{a}">{_esc(label)}</a>' for a, label in links) + "</nav>"
-    verdict_html = (f'<p class="verdict">{_esc(verdict)}</p>' if verdict
-                    else '<p class="verdict" style="color:var(--muted)">No verdict in this report.</p>')
+    verdict_html = (
+        f'<p class="verdict">{_esc(verdict)}</p>'
+        if verdict
+        else '<p class="verdict" style="color:var(--muted)">No verdict in this report.</p>'
+    )
     notes_html = ('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
 
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<meta name="generator" content="ctgan-server-cli">',
-        f"<title>{_esc(title)}</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        f'<header class="top"><div class="inner"><h1>{_esc(title)}</h1>{verdict_html}{nav}</div></header>',
-        "<main>",
-        '<h2 id="quality" style="margin-top:8px">Quality</h2>',
-        f'<div class="cards">{_score_cards(quality)}</div>',
-        '<h2 id="privacy">Privacy</h2>',
-        f'<div class="cards">{_privacy_cards(privacy)}</div>',
-        notes_html,
-        column_scores,
-        *[s for s in sections if s],
-        ("<footer>Generated by ctgan-server-cli. This file is self-contained: no scripts, fonts or "
-         "network requests.</footer>"),
-        "</main>",
-        "</body>",
-        "</html>",
-        "",
-    ])
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta name="generator" content="ctgan-server-cli">',
+            f"<title>{_esc(title)}</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            f'<header class="top"><div class="inner"><h1>{_esc(title)}</h1>{verdict_html}{nav}</div></header>',
+            "<main>",
+            '<h2 id="quality" style="margin-top:8px">Quality</h2>',
+            f'<div class="cards">{_score_cards(quality)}</div>',
+            '<h2 id="privacy">Privacy</h2>',
+            f'<div class="cards">{_privacy_cards(privacy)}</div>',
+            notes_html,
+            column_scores,
+            *[s for s in sections if s],
+            (
+                "<footer>Generated by ctgan-server-cli. This file is self-contained: no scripts, fonts or "
+                "network requests.</footer>"
+            ),
+            "</main>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )

@@ -44,9 +44,7 @@ class Session:
         last = tail.strip().splitlines()[-1] if tail.strip() else ""
         where = self.connection.description
         if "No module named ctgan_server" in tail:
-            return ServerEnvironmentError(
-                f"ctgan_server is not importable on the {where}: check [server] server_dir and python"
-            )
+            return ServerEnvironmentError(f"ctgan_server is not importable on the {where}: check [server] server_dir and python")
         if not self.server_info and last:
             return ServerEnvironmentError(f"the server on {where} did not start: {last}")
         return ConnectError(f"the {where} closed the connection" + (f": {last}" if last else ""))
@@ -91,7 +89,9 @@ class Session:
         self.broken = True
         self.connection.close()
 
-    def _await_reply(self, msg_id: int, on_event: OnEvent | None, upload: Iterable[bytes] | None = None, download: Sink | None = None) -> Any:
+    def _await_reply(
+        self, msg_id: int, on_event: OnEvent | None, upload: Iterable[bytes] | None = None, download: Sink | None = None
+    ) -> Any:
         while True:
             try:
                 line = self.connection.readline()
@@ -138,7 +138,9 @@ class Session:
         # and wants its own release) names the mismatch instead of a bad parameter.
         info = self.call("hello", version=__version__, protocol=PROTOCOL_MAX, protocols=[PROTOCOL_MIN, PROTOCOL_MAX])
         if not PROTOCOL_MIN <= info.get("protocol", -1) <= PROTOCOL_MAX:
-            raise VersionMismatchError(f"the server chose protocol {info.get('protocol')!r}, outside this client's {PROTOCOL_MIN}-{PROTOCOL_MAX}")
+            raise VersionMismatchError(
+                f"the server chose protocol {info.get('protocol')!r}, outside this client's {PROTOCOL_MIN}-{PROTOCOL_MAX}"
+            )
         self.server_info = info
         return self.server_info
 

@@ -170,7 +170,9 @@ class SSHConnection:
         self.stderr = _StderrTail(channel.makefile_stderr("rb"), debug)
 
     @staticmethod
-    def _connect(client: Any, hostname: str, port: int, user: str, keys: list[str], known_hosts: Path, server: ServerConfig, sock: Any) -> None:
+    def _connect(
+        client: Any, hostname: str, port: int, user: str, keys: list[str], known_hosts: Path, server: ServerConfig, sock: Any
+    ) -> None:
         """paramiko's connect, with each of its failures turned into one user-facing error."""
         import paramiko
 

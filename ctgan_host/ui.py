@@ -39,13 +39,24 @@ def human_size(n: int | None) -> str:
 
 def models_table(models: list[dict[str, Any]]) -> Table:
     table = Table(title="Models", title_justify="left")
-    for col, justify in (("name", "left"), ("size", "right"), ("rows", "right"), ("epochs", "right"), ("fit time", "right"), ("created (UTC)", "left")):
+    for col, justify in (
+        ("name", "left"),
+        ("size", "right"),
+        ("rows", "right"),
+        ("epochs", "right"),
+        ("fit time", "right"),
+        ("created (UTC)", "left"),
+    ):
         table.add_column(col, justify=justify)
     for m in models:
         seconds = m.get("seconds")
         table.add_row(
-            m["name"], human_size(m.get("size_bytes")), str(m.get("rows") or ""), str(m.get("epochs") or ""),
-            f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "", m["created"],
+            m["name"],
+            human_size(m.get("size_bytes")),
+            str(m.get("rows") or ""),
+            str(m.get("epochs") or ""),
+            f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "",
+            m["created"],
         )
     return table
 
@@ -69,8 +80,12 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
         detail = j.get("model") or (j.get("error") or {}).get("message") or ""
         state = j.get("state") or "?"
         table.add_row(
-            j["id"], f"[{colours.get(state, 'white')}]{state}[/]", str(j.get("dataset") or ""),
-            f"{j.get('epoch') or 0}/{j.get('epochs') or '?'}", str(j.get("created") or ""), detail,
+            j["id"],
+            f"[{colours.get(state, 'white')}]{state}[/]",
+            str(j.get("dataset") or ""),
+            f"{j.get('epoch') or 0}/{j.get('epochs') or '?'}",
+            str(j.get("created") or ""),
+            detail,
         )
     return table
 
@@ -115,8 +130,13 @@ class FitProgress:
             )
 
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[losses]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err,
             )
             self.progress.__enter__()
         return self
@@ -163,7 +183,11 @@ class FitProgress:
         if self.progress is not None:
             self._bar("preprocessing", done, 2 * event["columns"])
         elif event["column"] == event["columns"]:
-            print(f"preprocessing: {event.get('step', 'transform')} done for {event['columns']} columns", file=sys.stderr, flush=True)
+            print(
+                f"preprocessing: {event.get('step', 'transform')} done for {event['columns']} columns",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _on_step(self, event: dict[str, Any]) -> None:
         if self.progress is not None:
@@ -305,7 +329,9 @@ def print_report(report: dict[str, Any], title: str) -> None:
     privacy.add_row("DCR 5th percentile", _num(p.get("dcr_p5")), "the closest 5% of synthetic rows")
     privacy.add_row("NNDR 10th percentile", _num(p.get("nndr_p10")), "near 0: rows sitting on one real record")
     privacy.add_row("DCR share", _pct(p.get("dcr_share")), "closer to training than to holdout; 50% = no memorisation")
-    privacy.add_row("DCR baseline protection", _pct(p.get("dcr_baseline_protection")), "sdmetrics, against random data; higher is safer")
+    privacy.add_row(
+        "DCR baseline protection", _pct(p.get("dcr_baseline_protection")), "sdmetrics, against random data; higher is safer"
+    )
     out.print(privacy)
     losses = report.get("losses") or []
     if losses:

@@ -53,8 +53,12 @@ def _read_key(args: argparse.Namespace):
 
 def _key_options(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--key", metavar="FILE", help="the user's public key (.pub): writes a forced-command line to authorized_keys")
-    group.add_argument("--key-stdin", action="store_true", help="read the public key from stdin (after the password line with --password-stdin)")
+    group.add_argument(
+        "--key", metavar="FILE", help="the user's public key (.pub): writes a forced-command line to authorized_keys"
+    )
+    group.add_argument(
+        "--key-stdin", action="store_true", help="read the public key from stdin (after the password line with --password-stdin)"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,9 +70,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="ctgan-server", description="ctgan-server-cli server (put --dir DIR first to name the checkout)"
-    )
+    parser = _Parser(prog="ctgan-server", description="ctgan-server-cli server (put --dir DIR first to name the checkout)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="speak the client protocol on stdin/stdout (started by the client over SSH)")
     serve.add_argument("--as", dest="pinned", metavar="NAME", help="accept a login for NAME only (written by `users add --key`)")
@@ -84,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     remove = users.add_parser("remove", help="remove a user, their keys and their files")
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    remove.add_argument("--keep-files", action="store_true", help="move their files to <data_dir>/archive/ instead of deleting them")
+    remove.add_argument(
+        "--keep-files", action="store_true", help="move their files to <data_dir>/archive/ instead of deleting them"
+    )
     keys = users.add_parser("keys", help="list a user's SSH key fingerprints")
     keys.add_argument("name")
     add_key = users.add_parser("add-key", help="add another SSH key for a user")

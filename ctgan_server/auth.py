@@ -127,8 +127,7 @@ class CredentialStore:
             self.save(users)
             atomic_write_text(legacy, LEGACY_TEMPLATE)
         print(
-            f"ctgan_server: moved {len(moved)} user(s) from {legacy} to {self.path}; "
-            f"{legacy.name} is now the empty template",
+            f"ctgan_server: moved {len(moved)} user(s) from {legacy} to {self.path}; {legacy.name} is now the empty template",
             file=sys.stderr,
         )
         return moved

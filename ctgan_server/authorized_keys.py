@@ -146,13 +146,16 @@ class AuthorizedKeys:
             if self._blob(line) == key.blob:
                 holder = self.owner(line)
                 where = f"for user {holder!r}" if holder else "as an unrestricted key (an admin's)"
-                raise BadDataError(f"that key ({key.fingerprint}) is already in {self.path} {where}; each person needs their own key")
+                raise BadDataError(
+                    f"that key ({key.fingerprint}) is already in {self.path} {where}; each person needs their own key"
+                )
         self._save(lines + [key_line(self.settings, user, key)])
 
     def remove(self, user: str, fingerprint: str) -> None:
         lines = self._lines()
         kept = [
-            line for line in lines
+            line
+            for line in lines
             if not (self.owner(line) == user and PublicKey("", self._blob(line) or "").fingerprint == fingerprint)
         ]
         if len(kept) == len(lines):

@@ -194,7 +194,13 @@ def split_holdout(frame: Any, fraction: float, seed: int | None) -> tuple[Any, A
 
 
 def fit_report(
-    model: Any, plan: dict[str, Any], id_records: dict[str, Any], real: Any, holdout: Any, seed: int | None, emit: Emit | None = None
+    model: Any,
+    plan: dict[str, Any],
+    id_records: dict[str, Any],
+    real: Any,
+    holdout: Any,
+    seed: int | None,
+    emit: Emit | None = None,
 ) -> dict[str, Any]:
     """Quality and privacy, measured while the job still holds the training rows; aggregates only.
 

@@ -116,8 +116,7 @@ def learn_text_shapes(observed: pd.Series) -> list[dict[str, Any]]:
     sizes = text.str.len()
     lengths = Counter(sizes)
     return [
-        {"positions": _shape(text[sizes == length], length), "weight": count}
-        for length, count in lengths.most_common(MAX_SHAPES)
+        {"positions": _shape(text[sizes == length], length), "weight": count} for length, count in lengths.most_common(MAX_SHAPES)
     ]
 
 

@@ -152,5 +152,3 @@ def keep_output_data_free() -> _Withheld:
     sys.unraisablehook = _unraisablehook
     faulthandler.enable(file=_safe_log)
     return sink
-
-

@@ -215,7 +215,10 @@ def _neighbours(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarra
 def privacy(
     train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, progress: Progress | None = None
 ) -> tuple[dict[str, Any], list[str]]:
-    """Privacy aggregates, and notes on any subsampling; ``progress`` is told "exact matches", "distances", "baseline", "holdout"."""
+    """Privacy aggregates, and notes on any subsampling.
+
+    ``progress`` is told each part as it starts: "exact matches", "distances", "baseline", "holdout".
+    """
     progress = progress or (lambda part: None)
     notes = []
     train, synthetic = _scorable(train), _scorable(synthetic)
@@ -367,7 +370,9 @@ def plots(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, Any]:
                     "kind": "numeric",
                     "bins": [float(e) for e in edges],
                     "real": _shares(np.histogram(r.dropna().astype(float), bins=edges)[0]),
-                    "synthetic": _shares(np.histogram(pd.to_numeric(s, errors="coerce").dropna().clip(edges[0], edges[-1]), bins=edges)[0]),
+                    "synthetic": _shares(
+                        np.histogram(pd.to_numeric(s, errors="coerce").dropna().clip(edges[0], edges[-1]), bins=edges)[0]
+                    ),
                 }
             )
         else:

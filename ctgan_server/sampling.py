@@ -61,14 +61,13 @@ def load_model(storage: UserStorage, name: str, meta: dict[str, Any], settings: 
     here = library_versions()
     if made_with != here:
         diff = ", ".join(f"{k} {made_with.get(k, '?')} (server has {here[k]})" for k in here if made_with.get(k) != here[k])
-        raise ModelVersionError(
-            f"model {name} was made with {diff}; refit it, or install those versions on the server"
-        )
+        raise ModelVersionError(f"model {name} was made with {diff}; refit it, or install those versions on the server")
     import torch
 
     device = configure_torch(settings)
     stored = torch.load(io.BytesIO(gzip.decompress(payload)), map_location="cpu", weights_only=False)
-    # Model files written before identifier columns existed (early in 0.1.0) hold the bare model; later ones a bundle with the identifier hashes.
+    # Model files written before identifier columns existed (early in 0.1.0)
+    # hold the bare model; later ones a bundle with the identifier hashes.
     model, id_records = (stored["ctgan"], stored["identifiers"]) if isinstance(stored, dict) else (stored, {})
     # Unpickling moves the model to CUDA whenever one exists; put it where the settings say.
     model.set_device(device)

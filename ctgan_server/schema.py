@@ -77,9 +77,7 @@ def default_settings() -> Settings:
     return Settings(server_dir=Path("."), data_dir=Path("."))
 
 
-def parse_csv(
-    raw: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = (), *, settings: Settings
-) -> pd.DataFrame:
+def parse_csv(raw: bytes, filename: str, text_columns: list[str] | tuple[str, ...] = (), *, settings: Settings) -> pd.DataFrame:
     """Parse a decompressed upload that has passed ``GzipGuard``.
 
     ``text_columns`` are read as text whatever they look like, so that a
@@ -415,7 +413,9 @@ def build_plan(
     warnings = []
     delimiter = frame.attrs.get("delimiter", ",")
     if delimiter != ",":
-        warnings.append(f"read as {'tab' if delimiter == chr(9) else repr(delimiter)}-separated; synthetic files use the same separator")
+        warnings.append(
+            f"read as {'tab' if delimiter == chr(9) else repr(delimiter)}-separated; synthetic files use the same separator"
+        )
     if frame.shape[1] == 1:
         warnings.append("only one column: check the separator if you expected more")
     columns = []

@@ -127,8 +127,23 @@ class Inbox:
 
 class Server:
     METHODS = (
-        "hello", "login", "models", "datasets", "upload", "fit", "sample", "download", "jobs", "follow", "cancel",
-        "job_logs", "delete_job", "delete_model", "delete_dataset", "passwd", "report",
+        "hello",
+        "login",
+        "models",
+        "datasets",
+        "upload",
+        "fit",
+        "sample",
+        "download",
+        "jobs",
+        "follow",
+        "cancel",
+        "job_logs",
+        "delete_job",
+        "delete_model",
+        "delete_dataset",
+        "passwd",
+        "report",
     )
 
     def __init__(self, settings: Settings, out: BinaryIO, inbox: Inbox | None = None, pinned: str | None = None):
@@ -171,14 +186,16 @@ class Server:
                 raise UsageError(f"bad parameters for {method}: {exc}") from None
             result = handler(**params)
         except CloseSession as exc:
-            error = exc.args[0] if isinstance(exc.args[0], CtganError) else ProtocolError(
-                f"not the ctgan-server-cli protocol ({exc.args[0]}); this session is closed"
+            error = (
+                exc.args[0]
+                if isinstance(exc.args[0], CtganError)
+                else ProtocolError(f"not the ctgan-server-cli protocol ({exc.args[0]}); this session is closed")
             )
             self.send(error_reply(msg_id, error))
             return False
         except CtganError as exc:
             self.send(error_reply(msg_id, exc))
-        except Exception as exc:  # noqa: BLE001  the client must get a reply, the log gets the traceback
+        except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             self.send(error_reply(msg_id, InternalError(f"unexpected {type(exc).__name__}: {exc}")))
         else:
@@ -333,7 +350,9 @@ class Server:
                 self.send({"event": "send"})
                 try:
                     sha256, size = read_frames(
-                        self.inbox.read_exactly, fh.write, self.settings.max_upload_bytes,
+                        self.inbox.read_exactly,
+                        fh.write,
+                        self.settings.max_upload_bytes,
                         upload_too_big(self.settings, filename).message,
                     )
                 except CtganError as exc:
@@ -404,7 +423,9 @@ class Server:
         from .job_runner import follow
 
         try:
-            return follow(self.jobs, self.jobs.check_id(job), self.send, client_gone=self.inbox.client_gone if self.inbox else None)
+            return follow(
+                self.jobs, self.jobs.check_id(job), self.send, client_gone=self.inbox.client_gone if self.inbox else None
+            )
         except ConnectionAbortedError:
             raise SystemExit(0) from None  # nobody is listening: stop following, the job runs on
 
@@ -421,7 +442,10 @@ class Server:
     def do_sample(
         self, model: str, rows: int, conditions: dict[str, Any] | None = None, seed: int | None = None, stream: bool = False
     ) -> dict[str, Any]:
-        """Sample into a stored dataset; with ``stream``, its gzip members also go to the client as frames while sampling goes on."""
+        """Sample into a stored dataset.
+
+        With ``stream``, its gzip members also go to the client as frames while sampling goes on.
+        """
         from .sampling import run_sample
 
         if not isinstance(stream, bool):

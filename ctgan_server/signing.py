@@ -51,6 +51,7 @@ ADOPT_HINT = "an admin can adopt old models with `ctgan-server models sign --all
 
 # -- the server key --------------------------------------------------------------
 
+
 def server_key(settings: Settings) -> bytes:
     """The server's 32-byte signing secret, created (0600) on first use."""
     data_dir = Path(settings.data_dir)
@@ -99,6 +100,7 @@ def _read_key(path: Path) -> bytes | None:
 
 
 # -- signing and verifying ---------------------------------------------------------
+
 
 def _tag(key: bytes, user: str, name: str, payload: bytes) -> bytes:
     mac = hmac.new(key, _DOMAIN, hashlib.sha256)
@@ -158,23 +160,72 @@ _ALLOWED_STDLIB = frozenset(
 # A denylist is never complete: the signature is the real protection.
 _GADGET_MODULE_PARTS = frozenset(
     {
-        "os", "sys", "subprocess", "shutil", "builtins", "importlib", "pickle", "marshal", "ctypes",
-        "runpy", "socket", "io", "hub", "jit", "package", "serialization", "cpp_extension",
-        "collect_env", "_dynamo", "_inductor", "testing", "f2py", "distutils", "joblib", "npyio",
-        "format", "multiprocessing", "compat", "externals",
+        "os",
+        "sys",
+        "subprocess",
+        "shutil",
+        "builtins",
+        "importlib",
+        "pickle",
+        "marshal",
+        "ctypes",
+        "runpy",
+        "socket",
+        "io",
+        "hub",
+        "jit",
+        "package",
+        "serialization",
+        "cpp_extension",
+        "collect_env",
+        "_dynamo",
+        "_inductor",
+        "testing",
+        "f2py",
+        "distutils",
+        "joblib",
+        "npyio",
+        "format",
+        "multiprocessing",
+        "compat",
+        "externals",
     }
 )
 _GADGET_NAMES = frozenset(
     {
-        "load", "loads", "load_inline", "read_pickle", "read_array", "from_file", "fromfile", "memmap",
-        "save", "to_pickle", "run", "system", "popen", "Popen", "exec", "eval", "compile", "open",
-        "getattr", "setattr", "delattr", "__import__", "import_module", "main", "check_output",
-        "check_call", "call", "getoutput", "getstatusoutput", "spawn",
+        "load",
+        "loads",
+        "load_inline",
+        "read_pickle",
+        "read_array",
+        "from_file",
+        "fromfile",
+        "memmap",
+        "save",
+        "to_pickle",
+        "run",
+        "system",
+        "popen",
+        "Popen",
+        "exec",
+        "eval",
+        "compile",
+        "open",
+        "getattr",
+        "setattr",
+        "delattr",
+        "__import__",
+        "import_module",
+        "main",
+        "check_output",
+        "check_call",
+        "call",
+        "getoutput",
+        "getstatusoutput",
+        "spawn",
     }
 )
-_STRING_OPS = frozenset(
-    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
-)
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"})
 _PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
 _UNKNOWN = object()
@@ -291,6 +342,7 @@ def scan_pickle(payload: bytes) -> list[str]:
 
 
 # -- adopting models made before signing ------------------------------------------
+
 
 def sign_all(settings: Settings) -> tuple[list[str], list[tuple[str, str]]]:
     """Sign every unsigned model whose pickle scans clean.

@@ -34,6 +34,7 @@ MODEL_SUFFIX = "_model.gz"
 STAGED_SUFFIX = ".csv.gz"
 STALE_SECONDS = 3600
 
+
 def timestamp(when: float) -> str:
     """UTC time as the original tool wrote it: yyyymmddthhmmss with a lowercase t."""
     return time.strftime("%Y%m%dt%H%M%S", time.gmtime(when))

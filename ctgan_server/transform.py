@@ -127,7 +127,9 @@ def calibrated_missing(missing: np.ndarray, rate: float, rng: np.random.Generato
 class Restorer:
     """CTGAN output back to the original columns, order, dtypes and ranges."""
 
-    def __init__(self, plan: dict[str, Any], id_records: dict[str, Any], rng: np.random.Generator, conditioned: Iterable[str] = ()):
+    def __init__(
+        self, plan: dict[str, Any], id_records: dict[str, Any], rng: np.random.Generator, conditioned: Iterable[str] = ()
+    ):
         from .identifiers import IdentifierMaker
 
         self.plan = plan
@@ -157,12 +159,18 @@ class Restorer:
             name = col["name"]
             values = frame[name]
             if col["dtype"].startswith("float") and values.isna().any() and values.notna().any():
-                if pd.api.types.is_numeric_dtype(values) and bool((values.dropna() % 1 == 0).all()) and values.abs().max() < 2**53:
+                if (
+                    pd.api.types.is_numeric_dtype(values)
+                    and bool((values.dropna() % 1 == 0).all())
+                    and values.abs().max() < 2**53
+                ):
                     frame[name] = values.astype("Int64")
         return frame
 
     def _missing(self, flagged: np.ndarray, col: dict[str, Any]) -> np.ndarray:
-        if "null_rate" not in col or self.conditioned:  # plans written before missing rates were calibrated (early in 0.1.0) have none
+        if (
+            "null_rate" not in col or self.conditioned
+        ):  # plans written before missing rates were calibrated (early in 0.1.0) have none
             return flagged
         return calibrated_missing(flagged, col["null_rate"], self.rng)
 

@@ -165,6 +165,7 @@ def from_wire(type_name: str, message: str) -> CtganError:
     cls = _all_classes(CtganError).get(type_name, CtganError)
     return cls(message)
 
+
 # -- protocol -------------------------------------------------------------------
 
 # Protocol versions this release speaks.  3: transfers as in-session frames,
@@ -317,12 +318,7 @@ _STEM_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def check_file_name(name: Any, suffix: str = "") -> str:
     """Refuse anything but a plain file name: no separators, no '..', nothing absolute."""
-    if (
-        not isinstance(name, str)
-        or not _FILE_NAME_RE.fullmatch(name)
-        or ".." in name
-        or (suffix and not name.endswith(suffix))
-    ):
+    if not isinstance(name, str) or not _FILE_NAME_RE.fullmatch(name) or ".." in name or (suffix and not name.endswith(suffix)):
         wanted = f" ending in {suffix}" if suffix else ""
         raise InvalidNameError(f"invalid name {name!r}: expected a plain file name{wanted}")
     return name
@@ -411,16 +407,27 @@ def gzip_members(blocks: Iterable[bytes], threads: int = 2, ahead: int = 4, leve
 # for as long as a fit runs.
 ENV_ALLOWLIST = (
     # finding programs and libraries, and the account's own folders
-    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR",
-    "PYTHONPATH", "VIRTUAL_ENV",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
     # CUDA and MKL installed outside the system paths (conda, HPC modules)
     # are found only through it; without it a GPU server silently fits on CPU
     "LD_LIBRARY_PATH",
     # text encoding and time zone of what the libraries read and print
-    "LANG", "LC_ALL", "LC_CTYPE", "TZ",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
     # which GPUs and how many threads an admin granted this account
-    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
 )
 # Left out on purpose: SSH_AUTH_SOCK (it would let a job use the user's SSH
 # agent), the other SSH_* (the audit log records the address at login),

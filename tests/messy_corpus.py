@@ -72,22 +72,61 @@ PATIENT_KINDS = {
     "comment": "ignored",
 }
 PATIENT_OVERRIDES = (
-    "--id", NUMERIC_ID,
-    "--ignore", IGNORED,
-    "--discrete", FORCED_DISCRETE,
-    "--continuous", FORCED_CONTINUOUS,
-    "--datetime", FORCED_DATE_COLUMN[0],
+    "--id",
+    NUMERIC_ID,
+    "--ignore",
+    IGNORED,
+    "--discrete",
+    FORCED_DISCRETE,
+    "--continuous",
+    FORCED_CONTINUOUS,
+    "--datetime",
+    FORCED_DATE_COLUMN[0],
 )
-INTEGER_COLUMNS = ("record_no", "row_number", "age", "visits", "children", "stage", "rating", "floor", "grade", "pain", "lab_date")
+INTEGER_COLUMNS = (
+    "record_no",
+    "row_number",
+    "age",
+    "visits",
+    "children",
+    "stage",
+    "rating",
+    "floor",
+    "grade",
+    "pain",
+    "lab_date",
+)
 NUMERIC_RANGE_COLUMNS = ("row_number", "age", "weight_kg", "visits", "children", "floor", "pain")
 DISCRETE_COLUMNS = ("sex", "smoker", "ward", "stage", "rating", "grade", "dose")
 HIGH_CARD_TEXT = "surname"
 OTHER_TOKEN = "(other)"
 
 COMMON_SURNAMES = [
-    "Berg", "Hansen", "Novak", "Silva", "Kowalski", "Okafor", "Tanaka", "Moreau", "Rossi", "Jensen",
-    "Schmidt", "Lindqvist", "Murphy", "Nakamura", "Haddad", "Petrov", "Costa", "Fischer", "Olsen", "Garcia",
-    "Dubois", "Ivanova", "Kim", "Nguyen", "Brennan",
+    "Berg",
+    "Hansen",
+    "Novak",
+    "Silva",
+    "Kowalski",
+    "Okafor",
+    "Tanaka",
+    "Moreau",
+    "Rossi",
+    "Jensen",
+    "Schmidt",
+    "Lindqvist",
+    "Murphy",
+    "Nakamura",
+    "Haddad",
+    "Petrov",
+    "Costa",
+    "Fischer",
+    "Olsen",
+    "Garcia",
+    "Dubois",
+    "Ivanova",
+    "Kim",
+    "Nguyen",
+    "Brennan",
 ]
 _SYLLABLES = ["ka", "lo", "mi", "ra", "ven", "tor", "sel", "bri", "dun", "fa", "gor", "hil", "zan", "pe", "qui"]
 
@@ -145,12 +184,20 @@ def patients(folder: Path, n: int = 400) -> Path:
             "dose": rng.choice(["10", "20", "40", "high", "low"], n),
             "surname": surnames,
             "admitted": _with_gaps(
-                rng, [t.strftime("%Y-%m-%d") for t in _random_times(rng, datetime(2019, 1, 1), datetime(2023, 12, 31), n, 86400)], 0.08
+                rng,
+                [t.strftime("%Y-%m-%d") for t in _random_times(rng, datetime(2019, 1, 1), datetime(2023, 12, 31), n, 86400)],
+                0.08,
             ),
-            "seen_at": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in _random_times(rng, datetime(2021, 1, 1), datetime(2021, 12, 31), n, 1)],
+            "seen_at": [
+                t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in _random_times(rng, datetime(2021, 1, 1), datetime(2021, 12, 31), n, 1)
+            ],
             "birth_date": [t.strftime("%d/%m/%Y") for t in birth],
-            "follow_up": [t.strftime("%m/%d/%Y") for t in _random_times(rng, datetime(2022, 1, 1), datetime(2024, 6, 30), n, 86400)],
-            "discharged": [t.strftime("%Y-%m-%d %H:%M") for t in _random_times(rng, datetime(2022, 3, 1), datetime(2022, 9, 30), n, 60)],
+            "follow_up": [
+                t.strftime("%m/%d/%Y") for t in _random_times(rng, datetime(2022, 1, 1), datetime(2024, 6, 30), n, 86400)
+            ],
+            "discharged": [
+                t.strftime("%Y-%m-%d %H:%M") for t in _random_times(rng, datetime(2022, 3, 1), datetime(2022, 9, 30), n, 60)
+            ],
             "lab_date": [int(t.strftime("%Y%m%d")) for t in lab],
             "site": "north",
             "empty_notes": [None] * n,
@@ -186,7 +233,9 @@ def ward_visits(folder: Path, n: int = 150) -> Path:
     frame = pd.DataFrame(
         {
             "patient_id": [f"PT-{k:06d}" for k in rng.choice(np.arange(1, 1_000_000), n, replace=False)],
-            "seen_at": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in _random_times(rng, datetime(2021, 1, 1), datetime(2021, 12, 31), n, 1)],
+            "seen_at": [
+                t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in _random_times(rng, datetime(2021, 1, 1), datetime(2021, 12, 31), n, 1)
+            ],
             "ward": rng.choice(["A", "B", "C"], n),
             "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(5, 1, n).round(1)),
         }

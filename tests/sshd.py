@@ -57,8 +57,8 @@ def running_sshd(folder: Path, authorized_keys: Path | None = None, python_path:
     (folder / "sshd_config").write_text(
         f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {folder / 'host_key'}
-PidFile {folder / 'sshd.pid'}
+HostKey {folder / "host_key"}
+PidFile {folder / "sshd.pid"}
 AuthorizedKeysFile {keys_file}
 PubkeyAuthentication yes
 PasswordAuthentication no

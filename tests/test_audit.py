@@ -88,6 +88,7 @@ def test_client_address(monkeypatch):
 
 # -- login failures ----------------------------------------------------------------
 
+
 def test_delay_grows_from_zero_and_is_capped(tmp_path):
     failures = LoginFailures(tmp_path, max_delay=30)
     assert failures.delay("alice") == 0

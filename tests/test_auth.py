@@ -80,8 +80,12 @@ def test_username_check_is_a_full_match():
 
 def _users(server_dir, *args, input=""):
     return subprocess.run(
-        [sys.executable, "-m", "ctgan_server", "users", *args], input=input, capture_output=True, text=True,
-        cwd=server_dir, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-m", "ctgan_server", "users", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=server_dir,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -102,8 +106,12 @@ def test_users_command(server_dir):
 def test_key_commands_keep_one_line_per_key_and_refuse_bad_keys(server_dir, tmp_path):
     keys_file = server_dir / "ssh" / "authorized_keys"
     for name in ("one", "two"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@laptop", "-f", str(tmp_path / name)], check=True)
-    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "one.pub")], capture_output=True, text=True).stdout.split()[1]
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{name}@laptop", "-f", str(tmp_path / name)], check=True
+        )
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "one.pub")], capture_output=True, text=True).stdout.split()[
+        1
+    ]
 
     assert _users(server_dir, "add-key", "alice", "--key", str(tmp_path / "one.pub")).returncode == 0
     assert _users(server_dir, "keys", "alice").stdout.split()[0] == fingerprint

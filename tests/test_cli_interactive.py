@@ -38,7 +38,7 @@ class Terminal:
                     chunk = ""
                 assert chunk or self.proc.poll() is None, f"exited before {text!r}:\n{self.seen}"
                 self.seen += chunk
-        self.seen = self.seen[self.seen.index(text) + len(text):]
+        self.seen = self.seen[self.seen.index(text) + len(text) :]
 
     def send(self, line: str) -> None:
         os.write(self.master, (line + "\n").encode())
@@ -95,7 +95,9 @@ def test_prompts_of_fit_sample_and_download(local_config, tiny_csv):
     sample.finish()
     [written] = list((local_config.parent / "synthetic").iterdir())
 
-    download = Terminal(_cli(local_config, "--user", "alice", "download", "--out", str(local_config.parent / "dl")), local_config.parent, home)
+    download = Terminal(
+        _cli(local_config, "--user", "alice", "download", "--out", str(local_config.parent / "dl")), local_config.parent, home
+    )
     download.expect("Please enter your password: ")
     download.send(PASSWORDS["alice"])
     download.expect(written.name + ".gz")
@@ -106,7 +108,11 @@ def test_prompts_of_fit_sample_and_download(local_config, tiny_csv):
 
 
 def test_declining_the_confirmation_uploads_nothing(local_config, tiny_csv, server_dir):
-    term = Terminal(_cli(local_config, "--user", "bob", "fit", str(tiny_csv), "--epochs", "1"), local_config.parent, local_config.parent / "home")
+    term = Terminal(
+        _cli(local_config, "--user", "bob", "fit", str(tiny_csv), "--epochs", "1"),
+        local_config.parent,
+        local_config.parent / "home",
+    )
     term.expect("Please enter your password: ")
     term.send(PASSWORDS["bob"])
     term.expect("[y/N]: ")

@@ -32,7 +32,12 @@ def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("[server]\nprot = 22\n", "unknown key"), ("[server]\nport = '22'\n", "wrong type"), ("[server\n", "config.toml"), ("server = 3\n", "must be a table")],
+    [
+        ("[server]\nprot = 22\n", "unknown key"),
+        ("[server]\nport = '22'\n", "wrong type"),
+        ("[server\n", "config.toml"),
+        ("server = 3\n", "must be a table"),
+    ],
 )
 def test_bad_config_is_one_clear_error(tmp_path, text, message):
     (tmp_path / "config.toml").write_text(text)

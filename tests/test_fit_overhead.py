@@ -43,12 +43,20 @@ def _queue_job(server: Path, user: str, csv: bytes, filename: str = "data.csv") 
     store.ensure()
     job_id = store.new_id()
     request = {
-        "token": token, "filename": filename, "sha256": hashlib.sha256(gz).hexdigest(), "epochs": 1,
-        "overrides": {}, "text_columns": [], "seed": 0, "holdout": 0.0,
+        "token": token,
+        "filename": filename,
+        "sha256": hashlib.sha256(gz).hexdigest(),
+        "epochs": 1,
+        "overrides": {},
+        "text_columns": [],
+        "seed": 0,
+        "holdout": 0.0,
     }
     store.request_path(job_id).write_text(json.dumps(request))
     now = time.time()
-    store.append(job_id, {"event": "state", "state": QUEUED, "dataset": "data", "epochs": 1, "created": iso_utc(now), "created_at": now})
+    store.append(
+        job_id, {"event": "state", "state": QUEUED, "dataset": "data", "epochs": 1, "created": iso_utc(now), "created_at": now}
+    )
     return job_id
 
 
@@ -85,7 +93,10 @@ def test_a_job_imports_no_ml_library_before_its_csv_is_parsed(server_dir: Path):
     job_id = _queue_job(server_dir, "alice", csv)
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(heavy=HEAVY), "alice", job_id],
-        capture_output=True, text=True, timeout=120, cwd=server_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=server_dir,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CTGAN_SERVER_DIR": str(server_dir)},
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -109,7 +120,8 @@ def test_listing_in_serve_imports_no_ml_library(local_config: Path, server_dir: 
         "s = Server(load_settings(), out)\n"
         "for line in sys.stdin.buffer: s.handle(line)\n"
         "replies = [json.loads(l) for l in out.getvalue().splitlines()]\n"
-        f"print(json.dumps([[r.get('id') for r in replies if 'result' in r]] + sorted(m for m in {HEAVY + ('pandas', 'numpy')!r} if m in sys.modules)))\n"
+        "print(json.dumps([[r.get('id') for r in replies if 'result' in r]]"
+        f" + sorted(m for m in {HEAVY + ('pandas', 'numpy')!r} if m in sys.modules)))\n"
     )
     requests = [
         {"id": 1, "method": "hello", "params": {"protocol": PROTOCOL_MAX, "version": __import__("ctgan_server").__version__}},
@@ -119,8 +131,13 @@ def test_listing_in_serve_imports_no_ml_library(local_config: Path, server_dir: 
         {"id": 5, "method": "jobs", "params": {}},
     ]
     done = subprocess.run(
-        [sys.executable, "-c", probe], input="\n".join(map(json.dumps, requests)), capture_output=True, text=True,
-        cwd=server_dir, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        [sys.executable, "-c", probe],
+        input="\n".join(map(json.dumps, requests)),
+        capture_output=True,
+        text=True,
+        cwd=server_dir,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [[1, 2, 3, 4, 5]], done.stderr
@@ -133,7 +150,9 @@ def test_a_fit_reports_its_progress_and_stores_no_training_row_numbers(local_con
     model_name = json.loads(fitted.out)["model"]
     log = next((server_dir / "jobs" / "alice").glob("*.jsonl"))
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    order = [e["event"] if e["event"] != "stage" else e["stage"] for e in events if e["event"] in ("stage", "plan", "plan_column")]
+    order = [
+        e["event"] if e["event"] != "stage" else e["stage"] for e in events if e["event"] in ("stage", "plan", "plan_column")
+    ]
     columns = len(pd.read_csv(tiny_csv).columns)
     assert order == ["reading", "planning"] + ["plan_column"] * columns + ["plan", "training", "report", "saving"], order
     parts = [e["part"] for e in events if e["event"] == "report_part"]
@@ -227,7 +246,9 @@ def test_the_report_view_from_the_training_frame_is_the_one_from_the_original():
     n = 600
     frame = pd.DataFrame(
         {
-            "when": pd.Series((pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 9e6, n), unit="s")).strftime("%Y-%m-%d %H:%M")).mask(rng.random(n) < 0.1),
+            "when": pd.Series(
+                (pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 9e6, n), unit="s")).strftime("%Y-%m-%d %H:%M")
+            ).mask(rng.random(n) < 0.1),
             "note": pd.Series([f"note {i}" for i in rng.integers(0, 300, n)]).mask(rng.random(n) < 0.2),
             "v": rng.normal(size=n),
         }

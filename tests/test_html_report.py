@@ -38,10 +38,15 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 # background traffic (updates, sync) is switched off.  The net log still records any
 # request the page *tries* to make, which is what the tests look for.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu",
-    "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
     "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--enable-logging=stderr", "--v=0",
+    "--enable-logging=stderr",
+    "--v=0",
 ]
 
 
@@ -68,21 +73,53 @@ def build_report() -> dict:
     names = ["age", "income", "hours_per_week"]
     return {
         "verdict": "quality 86%; privacy: 0.0% exact matches, DCR share 51%",
-        "quality": {"score": 0.86, "column_shapes": 0.9, "column_pair_trends": 0.8,
-                    "columns": {"age": 0.91, "income": 0.79, "city": 0.88, XSS: 0.95}},
-        "privacy": {"exact_match_rate": 0.0, "dcr_median": 0.12, "dcr_p5": 0.03, "dcr_share": 0.51,
-                    "dcr_baseline_protection": 0.7, "nndr_p10": 0.6, "rows_compared": 4454, "holdout_rows": 1113},
+        "quality": {
+            "score": 0.86,
+            "column_shapes": 0.9,
+            "column_pair_trends": 0.8,
+            "columns": {"age": 0.91, "income": 0.79, "city": 0.88, XSS: 0.95},
+        },
+        "privacy": {
+            "exact_match_rate": 0.0,
+            "dcr_median": 0.12,
+            "dcr_p5": 0.03,
+            "dcr_share": 0.51,
+            "dcr_baseline_protection": 0.7,
+            "nndr_p10": 0.6,
+            "rows_compared": 4454,
+            "holdout_rows": 1113,
+        },
         "notes": ["scored on a 10,000-row subsample"],
         "plots": {
             "columns": [
-                {"name": "age", "kind": "numeric", "bins": age_edges,
-                 "real": shares(real_age, age_edges), "synthetic": shares(synth_age, age_edges)},
-                {"name": "income", "kind": "numeric", "bins": income_edges,
-                 "real": shares(real_income, income_edges), "synthetic": shares(synth_income, income_edges)},
-                {"name": "city", "kind": "categorical", "categories": ["Oslo", "Lima", "Reykjavík", "(other)"],
-                 "real": [0.5, 0.3, 0.15, 0.05], "synthetic": [0.46, 0.33, 0.12, 0.09]},
-                {"name": XSS, "kind": "categorical", "categories": ["yes", "<b>no</b>"],
-                 "real": [0.6, 0.4], "synthetic": [0.55, 0.45]},
+                {
+                    "name": "age",
+                    "kind": "numeric",
+                    "bins": age_edges,
+                    "real": shares(real_age, age_edges),
+                    "synthetic": shares(synth_age, age_edges),
+                },
+                {
+                    "name": "income",
+                    "kind": "numeric",
+                    "bins": income_edges,
+                    "real": shares(real_income, income_edges),
+                    "synthetic": shares(synth_income, income_edges),
+                },
+                {
+                    "name": "city",
+                    "kind": "categorical",
+                    "categories": ["Oslo", "Lima", "Reykjavík", "(other)"],
+                    "real": [0.5, 0.3, 0.15, 0.05],
+                    "synthetic": [0.46, 0.33, 0.12, 0.09],
+                },
+                {
+                    "name": XSS,
+                    "kind": "categorical",
+                    "categories": ["yes", "<b>no</b>"],
+                    "real": [0.6, 0.4],
+                    "synthetic": [0.55, 0.45],
+                },
             ],
             "correlation": {
                 "columns": names,
@@ -91,8 +128,11 @@ def build_report() -> dict:
             },
         },
         "losses": [
-            {"epoch": e, "loss_g": 1.5 * math.exp(-e / 20) + 0.2 * math.sin(e / 3) - 0.3,
-             "loss_d": None if e == 17 else -0.4 * math.exp(-e / 15) + 0.05 * math.cos(e)}
+            {
+                "epoch": e,
+                "loss_g": 1.5 * math.exp(-e / 20) + 0.2 * math.sin(e / 3) - 0.3,
+                "loss_d": None if e == 17 else -0.4 * math.exp(-e / 15) + 0.05 * math.cos(e),
+            }
             for e in range(1, 61)
         ],
     }
@@ -217,18 +257,18 @@ def decode_png(data: bytes) -> tuple[int, int, int, list[bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, chunks, header = 8, [], None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", data[pos + 8:pos + 8 + length])
+            header = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 8 + length])
         elif kind == b"IDAT":
-            chunks.append(data[pos + 8:pos + 8 + length])
+            chunks.append(data[pos + 8 : pos + 8 + length])
         pos += 12 + length
     width, height, depth, colour_type, _, _, interlace = header
     assert depth == 8 and colour_type in (2, 6) and interlace == 0, header
     bpp, raw = {2: 3, 6: 4}[colour_type], zlib.decompress(b"".join(chunks))
     stride, previous, rows = width * bpp, bytearray(width * bpp), []
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         if kind == 1:  # Sub: add the byte one pixel to the left
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 255
@@ -261,7 +301,7 @@ def colour_counts(image: tuple[int, int, int, list[bytes]], colours: dict[str, s
         histogram.update(zip(row[0::bpp], row[1::bpp], row[2::bpp]))  # alpha, if any, is ignored
     counts = {}
     for name, hex_colour in colours.items():
-        target = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        target = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
         counts[name] = sum(n for pixel, n in histogram.items() if all(abs(a - b) <= tolerance for a, b in zip(pixel, target)))
     return counts
 
@@ -303,14 +343,17 @@ def test_chromium_screenshot_shows_the_plots(full_load: tuple[dict, PageLoad]) -
     assert load.screenshot is not None and len(load.screenshot) > 50_000  # a blank page is a few kB
     image = decode_png(load.screenshot)
     assert image[:2] == (1280, 3400)
-    counts = colour_counts(image, {
-        "real bars": html_report.REAL,
-        "synthetic bars": html_report.SYNTHETIC,
-        "generator loss": html_report.LOSS_G,
-        "discriminator loss": html_report.LOSS_D,
-        "correlation +1": html_report._diverging(1.0),
-        "correlation -0.9": html_report._diverging(-0.9),
-    })
+    counts = colour_counts(
+        image,
+        {
+            "real bars": html_report.REAL,
+            "synthetic bars": html_report.SYNTHETIC,
+            "generator loss": html_report.LOSS_G,
+            "discriminator loss": html_report.LOSS_D,
+            "correlation +1": html_report._diverging(1.0),
+            "correlation -0.9": html_report._diverging(-0.9),
+        },
+    )
     # Legend swatches alone are ~100 px each; the thresholds need the plotted marks themselves.
     low = {name: n for name, n in counts.items() if n < 500}
     assert not low, f"colours barely painted: {low} (all: {counts})"
@@ -330,8 +373,9 @@ def test_evaluate_report_renders_in_chromium(chromium: str, tmp_path: Path) -> N
 def test_checks_catch_a_broken_page(chromium: str, tmp_path: Path) -> None:
     """Control: a script error and an outside image must show up, or the clean results above mean nothing."""
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><p>broken</p><script>notDefined();</script>'
-                    '<img src="https://example.com/pixel.png">', encoding="utf-8")
+    page.write_text(
+        '<!DOCTYPE html><p>broken</p><script>notDefined();</script><img src="https://example.com/pixel.png">', encoding="utf-8"
+    )
     load = load_in_chromium(chromium, page, tmp_path)
     assert any("notDefined" in line for line in load.console), load.console
     assert "https://example.com/pixel.png" in load.page_requests

@@ -59,6 +59,7 @@ def _files(store: JobStore, job: str) -> list[str]:
 
 # -- delete -----------------------------------------------------------------------
 
+
 def test_delete_removes_every_file_of_a_finished_job(tmp_path):
     store = JobStore(tmp_path, "alice")
     job = _job(store, _queued(), {"event": "state", "state": RUNNING}, _done())
@@ -108,6 +109,7 @@ def test_delete_for_model_removes_only_the_job_that_made_it(tmp_path):
 
 # -- retention ----------------------------------------------------------------------
 
+
 def test_sweep_removes_old_finished_jobs_and_orphans_only(tmp_path):
     store = JobStore(tmp_path, "alice")
     old_done = _job(store, _queued(), _done())
@@ -116,7 +118,9 @@ def test_sweep_removes_old_finished_jobs_and_orphans_only(tmp_path):
     old_running = _job(store, _queued(), _me(), {"event": "state", "state": RUNNING})
     old_queued = _job(store, _queued(), _me())
     # an old RUNNING log whose process is gone: it is finished (FAILED), so it goes
-    old_dead = _job(store, _queued(), {"event": "process", "pid": os.getpid(), "pid_start": "1"}, {"event": "state", "state": RUNNING})
+    old_dead = _job(
+        store, _queued(), {"event": "process", "pid": os.getpid(), "pid_start": "1"}, {"event": "state", "state": RUNNING}
+    )
     recent_done = _job(store, _queued(), _done())
     orphan_old, orphan_new = store.new_id(), store.new_id()
     store.output_path(orphan_old).write_text("output")
@@ -145,6 +149,7 @@ def test_sweep_without_a_jobs_folder(tmp_path):
 
 # -- follow ---------------------------------------------------------------------------
 
+
 def test_follow_stops_when_the_client_is_gone_even_for_a_queued_job(tmp_path):
     store = JobStore(tmp_path, "alice")
     job = _job(store, _queued(), _me())  # QUEUED, with a live process: nothing will ever be written
@@ -170,6 +175,7 @@ def test_follow_returns_a_finished_job_without_asking(tmp_path):
 
 # -- the environment --------------------------------------------------------------
 
+
 def test_minimal_env_keeps_only_the_allowlist():
     environ = {
         "PATH": "/usr/bin",
@@ -194,6 +200,7 @@ def test_minimal_env_keeps_only_the_allowlist():
 
 
 # -- the job's output file ----------------------------------------------------------
+
 
 def test_data_free_traceback_has_types_and_frames_but_no_messages():
     def parse(value: str) -> None:
@@ -243,7 +250,12 @@ def test_the_job_output_filter_keeps_no_value(tmp_path):
     )
     with open(output, "wb") as fh:
         proc = subprocess.run(
-            [sys.executable, "-c", script], stdout=fh, stderr=fh, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60
+            [sys.executable, "-c", script],
+            stdout=fh,
+            stderr=fh,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=60,
         )
     text = output.read_text()
     assert proc.returncode == 1
@@ -256,6 +268,7 @@ def test_the_job_output_filter_keeps_no_value(tmp_path):
 
 
 # -- real jobs ------------------------------------------------------------------------
+
 
 def _events(server_dir: Path, job: str) -> list[dict]:
     path = server_dir / "jobs" / "alice" / f"{job}.jsonl"
@@ -303,7 +316,13 @@ def test_no_category_value_is_left_in_the_job_files(local_config, tmp_path, serv
             found = [value for value in ("Zyxwvut", "Qwertzu") if value in text]
             if found:
                 # which events carry them, to say so in the failure
-                kinds = sorted({json.loads(line).get("event", "?") for line in text.splitlines() if any(v in line for v in found) and line.startswith("{")})
+                kinds = sorted(
+                    {
+                        json.loads(line).get("event", "?")
+                        for line in text.splitlines()
+                        if any(v in line for v in found) and line.startswith("{")
+                    }
+                )
                 leaks[str(path.relative_to(server_dir))] = kinds or found
     assert not leaks, f"category values left in job files: {leaks}"
 

@@ -108,7 +108,11 @@ def test_killing_the_client_mid_fit_leaves_the_job_running(request, transport, t
     env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(local_config.parent / "home")}
     client = subprocess.Popen(
         [sys.executable, "-m", "ctgan_host", "--config", str(local_config), *opts, "fit", str(tiny_csv), "--epochs", "400"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     client.stdin.write(stdin)
     client.stdin.flush()
@@ -282,7 +286,12 @@ def test_ctrl_c_while_following_detaches_and_says_how_to_reattach(local_config, 
     # shell without job control inherits it ignored, and so would the client.
     client = subprocess.Popen(
         [sys.executable, "-m", "ctgan_host", "--config", str(local_config), *opts, "fit", str(tiny_csv), "--epochs", LONG],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+        start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     client.stdin.write(stdin)

@@ -134,7 +134,12 @@ def test_identifier_columns_come_back_fresh_through_the_restorer():
 
 def test_many_examples_keep_fixed_characters_but_leave_room_for_new_ids():
     rng = np.random.default_rng(2)
-    uuids = pd.Series([f"{rng.bytes(4).hex()}-{rng.bytes(2).hex()}-4{rng.bytes(2).hex()[:3]}-{'89ab'[i % 4]}{rng.bytes(8).hex()[:15]}" for i in range(400)])
+    uuids = pd.Series(
+        [
+            f"{rng.bytes(4).hex()}-{rng.bytes(2).hex()}-4{rng.bytes(2).hex()[:3]}-{'89ab'[i % 4]}{rng.bytes(8).hex()[:15]}"
+            for i in range(400)
+        ]
+    )
     positions = learn_text_shapes(uuids)[0]["positions"]
     assert positions[14] == "4" and positions[19] == "89ab"  # version and variant survive
     padded = learn_text_shapes(pd.Series([f"PT-{i:06d}" for i in range(1, 401)]))[0]["positions"]

@@ -172,7 +172,11 @@ def test_a_million_row_csv_passes_the_default_limits():
 
 @pytest.mark.parametrize(
     "data, words",
-    [(b"plain text", "not valid gzip"), (gzip.compress(b"a,b\n1,2\n")[:-3], "ends in the middle"), (gzip.compress(b"a\n1\n") + b"junk", "not valid gzip")],
+    [
+        (b"plain text", "not valid gzip"),
+        (gzip.compress(b"a,b\n1,2\n")[:-3], "ends in the middle"),
+        (gzip.compress(b"a\n1\n") + b"junk", "not valid gzip"),
+    ],
 )
 def test_broken_gzip_is_bad_data_not_a_limit(data, words):
     with pytest.raises(BadDataError, match=words) as caught:
@@ -294,7 +298,13 @@ def test_helpers_name_their_service_keys():
     check_sample_rows(settings, 100)
     with pytest.raises(LimitError, match=r"\[service\] max_sample_rows"):
         check_sample_rows(settings, 101)
-    assert [human_bytes(n) for n in (0, 1023, 1024, 8 * 1024**3, 5 * 1024**4)] == ["0 B", "1023 B", "1.0 KiB", "8.0 GiB", "5.0 TiB"]
+    assert [human_bytes(n) for n in (0, 1023, 1024, 8 * 1024**3, 5 * 1024**4)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "8.0 GiB",
+        "5.0 TiB",
+    ]
 
     class Used:
         def usage_bytes(self) -> int:
@@ -345,7 +355,9 @@ def fitted(tmp_path_factory: pytest.TempPathFactory):
         client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client
     )
     csv = base / "small.csv"
-    csv.write_text("age,city,score\n" + "".join(f"{20 + i % 50},{['Oslo', 'Lima', 'Pune'][i % 3]},{i % 7 * 1.5}\n" for i in range(80)))
+    csv.write_text(
+        "age,city,score\n" + "".join(f"{20 + i % 50},{['Oslo', 'Lima', 'Pune'][i % 3]},{i % 7 * 1.5}\n" for i in range(80))
+    )
     result = _cli(config, "fit", str(csv), "--epochs", "1", "--yes", "--json")
     assert result.code == 0, result.err
     return {"config": config, "server": server, "client": client, "model": json.loads(result.out)["model"]}
@@ -441,7 +453,9 @@ def test_a_sample_stopped_mid_stream_leaves_nothing_and_the_session_goes_on(fitt
 
 
 def test_the_job_log_plan_holds_no_values(fitted):
-    events = [json.loads(line) for log in (fitted["server"] / "jobs" / USER).glob("*.jsonl") for line in log.read_text().splitlines()]
+    events = [
+        json.loads(line) for log in (fitted["server"] / "jobs" / USER).glob("*.jsonl") for line in log.read_text().splitlines()
+    ]
     (plan,) = [e for e in events if e.get("event") == "plan"]  # only the fixture's fit got as far as a plan
     assert plan["rows"] == 80
     for col in plan["columns"]:

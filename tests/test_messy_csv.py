@@ -113,7 +113,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Shared:
     server = make_server(base / "server")
     client = base / "client"
     (client / "home").mkdir(parents=True)
-    config = write_client_config(client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client)
+    config = write_client_config(
+        client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client
+    )
     data = base / "data"
     data.mkdir()
     return Shared(config, server, data, base)
@@ -179,7 +181,8 @@ def test_plan_gives_each_column_its_kind(patients: Fitted):
     wrong = {
         name: (kind, corpus.PATIENT_KINDS[name])
         for name, kind in kinds.items()
-        if kind not in (corpus.PATIENT_KINDS[name] if isinstance(corpus.PATIENT_KINDS[name], tuple) else (corpus.PATIENT_KINDS[name],))
+        if kind
+        not in (corpus.PATIENT_KINDS[name] if isinstance(corpus.PATIENT_KINDS[name], tuple) else (corpus.PATIENT_KINDS[name],))
     }
     assert not wrong, f"(got, expected): {wrong}"
 
@@ -225,7 +228,9 @@ def test_numbers_stay_within_original_range(patients_original: pd.DataFrame, pat
 
 
 @pytest.mark.parametrize("column", corpus.DISCRETE_COLUMNS)
-def test_discrete_columns_only_hold_original_values(patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str):
+def test_discrete_columns_only_hold_original_values(
+    patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str
+):
     new = set(patients_synthetic[column].dropna()) - set(patients_original[column].dropna())
     assert not new, new
 
@@ -246,13 +251,17 @@ def test_missing_rates_match_original(patients_original: pd.DataFrame, patients_
 
 
 @pytest.mark.parametrize("column", sorted(corpus.ID_PATTERNS))
-def test_text_identifiers_are_fresh_unique_and_shaped(patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str):
+def test_text_identifiers_are_fresh_unique_and_shaped(
+    patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str
+):
     pattern = re.compile(corpus.ID_PATTERNS[column])
     assert patients_original[column].map(lambda v: bool(pattern.match(v))).all()  # the premise
     ids = patients_synthetic[column]
     assert ids.notna().all()
     assert ids.is_unique, ids[ids.duplicated()].head().tolist()
-    assert ids.map(lambda v: bool(pattern.match(str(v)))).all(), ids[~ids.map(lambda v: bool(pattern.match(str(v))))].head().tolist()
+    assert ids.map(lambda v: bool(pattern.match(str(v)))).all(), (
+        ids[~ids.map(lambda v: bool(pattern.match(str(v))))].head().tolist()
+    )
     reused = set(ids) & set(patients_original[column])
     assert not reused, reused
 
@@ -285,8 +294,12 @@ def test_dates_keep_their_format_and_range(patients_original: pd.DataFrame, pati
     assert min(original) <= min(parsed) and max(parsed) <= max(original), (min(parsed), max(parsed), min(original), max(original))
 
 
-@pytest.mark.parametrize("column, min_new_share", [("seen_at", 0.5), ("discharged", 0.5), ("admitted", 0.0), ("birth_date", 0.0), ("follow_up", 0.0)])
-def test_dates_are_generated_not_copied(patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str, min_new_share: float):
+@pytest.mark.parametrize(
+    "column, min_new_share", [("seen_at", 0.5), ("discharged", 0.5), ("admitted", 0.0), ("birth_date", 0.0), ("follow_up", 0.0)]
+)
+def test_dates_are_generated_not_copied(
+    patients_original: pd.DataFrame, patients_synthetic: pd.DataFrame, column: str, min_new_share: float
+):
     """Second- and minute-resolution times are mostly new; day-resolution dates at least not all copied."""
     values = patients_synthetic[column].dropna()
     new = ~values.isin(set(patients_original[column].dropna()))
@@ -329,7 +342,9 @@ def test_condition_on_a_later_discrete_column(shared: Shared, patients: Fitted):
 
 def test_two_conditions_at_once(shared: Shared, patients: Fitted):
     out = shared.out_dir()
-    synthetic = pd.read_csv(_sampled_file(shared.config, patients.model, 20, out, "--condition", "ward=B", "--condition", "stage=2"))
+    synthetic = pd.read_csv(
+        _sampled_file(shared.config, patients.model, 20, out, "--condition", "ward=B", "--condition", "stage=2")
+    )
     assert len(synthetic) == 20
     assert (synthetic["ward"] == "B").all(), synthetic["ward"].value_counts(dropna=False).to_dict()
     assert (synthetic["stage"] == 2).all(), synthetic["stage"].value_counts(dropna=False).to_dict()
@@ -338,7 +353,9 @@ def test_two_conditions_at_once(shared: Shared, patients: Fitted):
 def test_condition_on_a_bool_column(shared: Shared, patients: Fitted):
     synthetic = pd.read_csv(_sampled_file(shared.config, patients.model, 20, shared.out_dir(), "--condition", "smoker=True"))
     assert len(synthetic) == 20
-    assert synthetic["smoker"].dtype == bool and synthetic["smoker"].all(), synthetic["smoker"].value_counts(dropna=False).to_dict()
+    assert synthetic["smoker"].dtype == bool and synthetic["smoker"].all(), (
+        synthetic["smoker"].value_counts(dropna=False).to_dict()
+    )
 
 
 @pytest.mark.parametrize("condition", ["no_such_column=1", "ward=Z"], ids=["unknown-column", "unknown-value"])
@@ -455,7 +472,10 @@ def ssh_visits(ssh_shared: Shared) -> Fitted:
 
 def test_messy_round_trip_with_condition_over_ssh(ssh_shared: Shared, ssh_visits: Fitted):
     assert {c["name"]: c["kind"] for c in ssh_visits.meta["columns"]} == {
-        "patient_id": "identifier", "seen_at": "datetime", "ward": "discrete", "score": "continuous",
+        "patient_id": "identifier",
+        "seen_at": "datetime",
+        "ward": "discrete",
+        "score": "continuous",
     }
     assert not _staged(ssh_shared.server)
     out = ssh_shared.out_dir()

@@ -33,7 +33,9 @@ def test_layout_is_upstreams(frame, monkeypatch):
     fast, upstream = FastDataTransformer(), DataTransformer()
     fast.fit(frame, ["cut", "colour"])
     upstream.fit(frame, ["cut", "colour"])
-    kinds = lambda t: [[(span.activation_fn, span.dim if span.activation_fn == "tanh" else None) for span in info] for info in t.output_info_list]  # noqa: E731
+    kinds = lambda t: [
+        [(span.activation_fn, span.dim if span.activation_fn == "tanh" else None) for span in info] for info in t.output_info_list
+    ]
     assert kinds(fast) == kinds(upstream)
     assert [i.column_name for i in fast._column_transform_info_list] == list(frame.columns)
     matrix = fast.transform(frame)

@@ -121,11 +121,16 @@ def test_listing_imports_no_torch_pandas_or_ctgan(local_config):
         "from ctgan_host.cli import main\n"
         "rc = main(['--config', sys.argv[1], '--user', 'alice', '--password-stdin', 'models', '--json'])\n"
         "rc |= main(['--config', sys.argv[1], '--user', 'alice', '--password-stdin', 'datasets', '--json'])\n"
-        "print(json.dumps([rc] + sorted(m for m in ('torch', 'pandas', 'ctgan', 'numpy') if m in sys.modules)), file=sys.stderr)\n"
+        "heavy = sorted(m for m in ('torch', 'pandas', 'ctgan', 'numpy') if m in sys.modules)\n"
+        "print(json.dumps([rc] + heavy), file=sys.stderr)\n"
     )
     client_side = subprocess.run(
-        [sys.executable, "-c", probe, str(local_config)], input="alice-secret-pw\nalice-secret-pw\n",
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120,
+        [sys.executable, "-c", probe, str(local_config)],
+        input="alice-secret-pw\nalice-secret-pw\n",
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=120,
     )
     assert json.loads(client_side.stderr.strip().splitlines()[-1]) == [0]
     # The server side: tests/test_fit_overhead.py::test_listing_in_serve_imports_no_ml_library.
@@ -135,13 +140,17 @@ def test_server_without_ctgan_gives_a_clear_error(server_dir, client_root, tiny_
     bare = tmp_path / "bare-venv"
     venv.create(bare, with_pip=False, system_site_packages=False)
     config = write_client_config(
-        client_root / "config.toml", {"host": "local", "server_dir": str(server_dir), "python": str(bare / "bin" / "python")}, client_root
+        client_root / "config.toml",
+        {"host": "local", "server_dir": str(server_dir), "python": str(bare / "bin" / "python")},
+        client_root,
     )
     # Listing needs nothing beyond the standard library...
     listed = run_cli(config, "--user", "alice", "--password-stdin", "models", "--json", input="alice-secret-pw\n")
     assert listed.code == 0 and json.loads(listed.out) == []
     # ...and fitting says exactly what is missing, and still leaves no original behind.
-    fitted = run_cli(config, "--user", "alice", "--password-stdin", "fit", str(tiny_csv), "--epochs", "1", input="alice-secret-pw\n")
+    fitted = run_cli(
+        config, "--user", "alice", "--password-stdin", "fit", str(tiny_csv), "--epochs", "1", input="alice-secret-pw\n"
+    )
     assert fitted.code == 8 and "ctgan is not installed" in fitted.err and "pip install -r requirements.txt" in fitted.err
     assert list((server_dir / "original_data" / "alice").iterdir()) == []
 

@@ -126,7 +126,9 @@ def test_a_fit_whose_id_pattern_is_used_up_still_gets_its_report(local_config, s
     """Every value of C00..C99 is taken: no fresh ID exists, and the report, which leaves IDs out, needs none."""
     rng = np.random.default_rng(8)
     n = 100
-    frame = pd.DataFrame({"code": [f"C{i:02d}" for i in rng.permutation(n)], "age": rng.integers(18, 90, n), "ward": rng.choice(["A", "B"], n)})
+    frame = pd.DataFrame(
+        {"code": [f"C{i:02d}" for i in rng.permutation(n)], "age": rng.integers(18, 90, n), "ward": rng.choice(["A", "B"], n)}
+    )
     csv = tmp_path / "full_ids.csv"
     frame.to_csv(csv, index=False)
     opts, stdin = as_user("alice")
@@ -147,7 +149,13 @@ def test_evaluate_runs_locally_and_reads_like_the_fit_report(local_config, tmp_p
     real.iloc[:100].to_csv(tmp_path / "half.csv", index=False)
     _table(100, seed=2).to_csv(tmp_path / "holdout.csv", index=False)
     result = run_cli(
-        local_config, "evaluate", str(tmp_path / "real.csv"), str(tmp_path / "half.csv"), "--holdout", str(tmp_path / "holdout.csv"), "--json",
+        local_config,
+        "evaluate",
+        str(tmp_path / "real.csv"),
+        str(tmp_path / "half.csv"),
+        "--holdout",
+        str(tmp_path / "holdout.csv"),
+        "--json",
         cwd=tmp_path,
     )
     assert result.code == 0, result.err
@@ -187,7 +195,7 @@ def test_the_distance_search_gives_the_exact_answer():
 
 
 def test_the_baseline_protection_is_sdmetrics_figure():
-    """Our DCR baseline (the report's neighbour index, 250-1,000 random rows) against sdmetrics' DCRBaselineProtection on whole tables.
+    """Our DCR baseline (the report's neighbour index, 250-1,000 random rows) against sdmetrics' on whole tables.
 
     Both divide medians over random rows, so they agree only up to that
     randomness: at most 0.01 apart on credit_data, diamonds and penguins.

@@ -25,7 +25,14 @@ def test_bom_is_fine_and_text_columns_keep_zeros():
 
 @pytest.mark.parametrize(
     "raw, message",
-    [(b"", "empty"), (b"   \n", "empty"), (b"a,b\n", "no data rows"), (b"a\x00b", "binary"), (b"a,b\n\xff,1\n", "not UTF-8"), (b"x,x\n1,2\n", "duplicate")],
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"a,b\n", "no data rows"),
+        (b"a\x00b", "binary"),
+        (b"a,b\n\xff,1\n", "not UTF-8"),
+        (b"x,x\n1,2\n", "duplicate"),
+    ],
 )
 def test_unusable_uploads(raw, message):
     with pytest.raises(BadDataError, match=message):
@@ -56,8 +63,14 @@ def _messy() -> pd.DataFrame:
 def test_plan_kinds():
     kinds = {c["name"]: c["kind"] for c in build_plan(_messy())["columns"]}
     assert kinds == {
-        "age": "continuous", "weight": "continuous", "kids": "continuous", "smoker": "discrete",
-        "city": "discrete", "year": "discrete", "empty": "empty", "const": "constant",
+        "age": "continuous",
+        "weight": "continuous",
+        "kids": "continuous",
+        "smoker": "discrete",
+        "city": "discrete",
+        "year": "discrete",
+        "empty": "empty",
+        "const": "constant",
     }
     assert {c["name"]: c["kind"] for c in build_plan(_messy(), {"discrete": ["age"]})["columns"]}["age"] == "discrete"
     with pytest.raises(UsageError, match="--discrete names no such column: nope"):

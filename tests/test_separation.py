@@ -24,7 +24,11 @@ PW = {"alice": "alice-secret-pw", "bob": "bob-secret-pw1"}
 def server_admin(server: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ctgan_server", "--dir", str(server), *args],
-        input=input, capture_output=True, text=True, cwd="/", env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -57,8 +61,13 @@ def separated(tmp_path_factory):
         configs[user] = write_client_config(
             client / "config.toml",
             {
-                "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(key),
-                "known_hosts": str(sshd.known_hosts), "server_dir": "/nowhere", "python": sys.executable,
+                "host": "127.0.0.1",
+                "port": sshd.port,
+                "user": sshd.user,
+                "identity_file": str(key),
+                "known_hosts": str(sshd.known_hosts),
+                "server_dir": "/nowhere",
+                "python": sys.executable,
             },
             client,
         )
@@ -92,10 +101,14 @@ def test_authorized_keys_holds_forced_commands_and_keeps_other_lines(separated):
     lines = separated["keys_file"].read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("ssh-ed25519 ")  # the admin's own line, untouched
     for user, line in zip(PW, lines[1:]):
-        assert line.startswith(f'command="{sys.executable} -m ctgan_server --dir {separated["server"]} serve --as {user}",restrict ssh-ed25519 ')
+        assert line.startswith(
+            f'command="{sys.executable} -m ctgan_server --dir {separated["server"]} serve --as {user}",restrict ssh-ed25519 '
+        )
     assert oct(separated["keys_file"].stat().st_mode & 0o777) == "0o600"
     listed = server_admin(separated["server"], "users", "keys", "alice")
-    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{separated['configs']['alice_key']}.pub"], capture_output=True, text=True).stdout.split()[1]
+    fingerprint = subprocess.run(
+        ["ssh-keygen", "-lf", f"{separated['configs']['alice_key']}.pub"], capture_output=True, text=True
+    ).stdout.split()[1]
     assert listed.stdout.split()[0] == fingerprint
 
 
@@ -230,7 +243,11 @@ def test_eight_clients_at_once(separated, tiny_csv, tmp_path):
     for folder, rows in (("s1", 200), ("s2", 300)):
         [csv] = (tmp_path / folder).iterdir()
         assert len(csv.read_text().splitlines()) == rows + 1
-    leftovers = [p for p in server.rglob("*") if p.name.endswith(".tmp") or p.parent.name in ("alice", "bob") and p.parent.parent.name == "original_data"]
+    leftovers = [
+        p
+        for p in server.rglob("*")
+        if p.name.endswith(".tmp") or p.parent.name in ("alice", "bob") and p.parent.parent.name == "original_data"
+    ]
     assert leftovers == []
 
 
@@ -238,7 +255,12 @@ def test_removed_user_loses_keys_and_files_and_a_new_one_starts_empty(separated,
     server = separated["server"]
     key = tmp_path / "carol_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    assert server_admin(server, "users", "add", "carol", "--key", f"{key}.pub", "--password-stdin", input="carol-secret-pw\n").returncode == 0
+    assert (
+        server_admin(
+            server, "users", "add", "carol", "--key", f"{key}.pub", "--password-stdin", input="carol-secret-pw\n"
+        ).returncode
+        == 0
+    )
     (server / "model_database" / "carol").mkdir(parents=True, exist_ok=True)
     (server / "model_database" / "carol" / "old_20260101t000000_model.gz").write_bytes(b"x")
     refused = server_admin(server, "users", "remove", "carol")

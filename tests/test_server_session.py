@@ -22,8 +22,12 @@ def client(server_dir, tmp_path):
 
 def serve(server_dir, data: bytes, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ctgan_server", "serve", *args], input=data, capture_output=True, timeout=30,
-        cwd=server_dir, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-m", "ctgan_server", "serve", *args],
+        input=data,
+        capture_output=True,
+        timeout=30,
+        cwd=server_dir,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
 
 
@@ -92,7 +96,11 @@ def test_input_that_is_not_the_protocol_gets_one_line_and_serve_exits(server_dir
 
 def test_a_shell_command_through_a_forced_key_is_refused_by_name(server_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "ctgan_server", "serve", "--as", "alice"], input=b"", capture_output=True, timeout=30, cwd=server_dir,
+        [sys.executable, "-m", "ctgan_server", "serve", "--as", "alice"],
+        input=b"",
+        capture_output=True,
+        timeout=30,
+        cwd=server_dir,
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": "cat credentials.json"},
     )
     assert result.returncode == 10 and b"not 'cat credentials.json'" in result.stderr
@@ -107,8 +115,12 @@ def test_a_request_line_over_one_mib_ends_the_session(server_dir):
 
 def test_serve_exits_when_its_client_is_gone_while_following_a_queued_job(local_config, tiny_csv, server_dir):
     opts, stdin = as_user("alice")
-    holder = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out)["job"]
-    queued = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "1", "--detach", "--json", input=stdin).out)["job"]
+    holder = json.loads(
+        run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out
+    )["job"]
+    queued = json.loads(
+        run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "1", "--detach", "--json", input=stdin).out
+    )["job"]
     try:
         client = Client(server_dir=str(server_dir), python=sys.executable)
         client.login("alice", PASSWORDS["alice"])
@@ -129,7 +141,10 @@ def test_uploads_waiting_in_staging_are_bounded_per_user(server_dir, tiny_csv):
 
     with open(server_dir / "config.toml", "a") as fh:
         fh.write("max_jobs_per_user = 1\n")
-    with Client(server_dir=str(server_dir), python=sys.executable) as first, Client(server_dir=str(server_dir), python=sys.executable) as second:
+    with (
+        Client(server_dir=str(server_dir), python=sys.executable) as first,
+        Client(server_dir=str(server_dir), python=sys.executable) as second,
+    ):
         first.login("alice", PASSWORDS["alice"])
         Transfer(first.session).upload(tiny_csv, tiny_csv.name)  # held, never fitted
         second.login("alice", PASSWORDS["alice"])
@@ -154,7 +169,9 @@ def test_a_fit_over_max_jobs_per_user_is_refused_and_leaves_nothing(local_config
         fh.write("max_jobs_per_user = 1\n")
     shm_before = set(Path("/dev/shm").iterdir())
     opts, stdin = as_user("alice")
-    holder = json.loads(run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out)["job"]
+    holder = json.loads(
+        run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "3000", "--detach", "--json", input=stdin).out
+    )["job"]
     try:
         refused = run_cli(local_config, *opts, "fit", str(tiny_csv), "--epochs", "1", input=stdin)
         assert refused.code == 13 and "max_jobs_per_user" in refused.err and refused.err.count("\n") == 1, refused.err

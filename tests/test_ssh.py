@@ -123,8 +123,13 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
         config = write_client_config(
             client_root / "config.toml",
             {
-                "host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "identity_file": str(sshd.identity_file),
-                "known_hosts": str(sshd.known_hosts), "server_dir": f"~/{relative}", "python": sys.executable,
+                "host": "127.0.0.1",
+                "port": sshd.port,
+                "user": sshd.user,
+                "identity_file": str(sshd.identity_file),
+                "known_hosts": str(sshd.known_hosts),
+                "server_dir": f"~/{relative}",
+                "python": sys.executable,
             },
             client_root,
         )
@@ -156,7 +161,9 @@ def test_not_an_ssh_server_is_one_line(client_root, server_dir):
 
     threading.Thread(target=answer_garbage, daemon=True).start()
     config = write_client_config(
-        client_root / "config.toml", {"host": "127.0.0.1", "port": listener.getsockname()[1], "server_dir": str(server_dir)}, client_root
+        client_root / "config.toml",
+        {"host": "127.0.0.1", "port": listener.getsockname()[1], "server_dir": str(server_dir)},
+        client_root,
     )
     result = run_cli(config, "--user", "bob", "--password-stdin", "models", input="x\n")
     listener.close()

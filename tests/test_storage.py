@@ -18,7 +18,9 @@ from ctgan_server.wire import (
 )
 
 
-@pytest.mark.parametrize("bad", ["../bob/x_model.gz", "/etc/passwd", "a/b_model.gz", "..", "", ".hidden_model.gz", "x\\..\\y", None, 3])
+@pytest.mark.parametrize(
+    "bad", ["../bob/x_model.gz", "/etc/passwd", "a/b_model.gz", "..", "", ".hidden_model.gz", "x\\..\\y", None, 3]
+)
 def test_file_names_must_be_plain(bad):
     with pytest.raises(InvalidNameError):
         check_file_name(bad)
@@ -31,7 +33,8 @@ def test_suffix_is_enforced():
 
 
 @pytest.mark.parametrize(
-    "filename, stem", [("credit data.csv", "credit_data"), ("/x/y/loans.CSV", "loans"), ("a.csv.gz", "a"), ("..csv", "data"), ("né€.csv", "n")]
+    "filename, stem",
+    [("credit data.csv", "credit_data"), ("/x/y/loans.CSV", "loans"), ("a.csv.gz", "a"), ("..csv", "data"), ("né€.csv", "n")],
 )
 def test_dataset_stem_is_filename_safe(filename, stem):
     assert dataset_stem(filename) == stem
@@ -142,7 +145,9 @@ def test_parallel_gzip_members_decompress_byte_exact_with_gzip_d(tmp_path):
 
     rng = random.Random(3)
     blocks = [
-        "".join(f"{rng.randint(0, 10**6)},{rng.random():.6f},cat{rng.randint(0, 9)}\n" for _ in range(rng.randint(0, 5000))).encode()
+        "".join(
+            f"{rng.randint(0, 10**6)},{rng.random():.6f},cat{rng.randint(0, 9)}\n" for _ in range(rng.randint(0, 5000))
+        ).encode()
         for _ in range(23)
     ]
     outputs = []

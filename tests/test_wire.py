@@ -59,7 +59,8 @@ def wire_format() -> dict:
         "errors": errors,
         "states": [wire.QUEUED, wire.RUNNING, wire.DONE, wire.FAILED, wire.CANCELED],
         "frame": [wire._FRAME_HEADER.format, wire.MAX_FRAME, wire.MAX_LINE],
-        "message": wire.encode(wire.error_reply(1, wire.AuthError("x"))).decode() + wire.encode(wire.request(2, "m", {"a": 1})).decode(),
+        "message": wire.encode(wire.error_reply(1, wire.AuthError("x"))).decode()
+        + wire.encode(wire.request(2, "m", {"a": 1})).decode(),
         "limits": [wire.MAX_EPOCHS, wire.MAX_ROWS, wire.MAX_SEED, wire.MAX_HOLDOUT],
     }
 
@@ -160,7 +161,9 @@ sys.modules.pop("fcntl", None)
 
 def test_the_client_loads_and_parses_without_fcntl_or_torch():
     """As on Windows, where there is no fcntl: every client module imports, and --help runs."""
-    script = BLOCK_FCNTL + """
+    script = (
+        BLOCK_FCNTL
+        + """
 import pkgutil, ctgan_host
 for info in pkgutil.iter_modules(ctgan_host.__path__):
     if info.name not in ("evaluation", "demo", "__main__"):
@@ -171,6 +174,7 @@ heavy = sorted(m for m in ("torch", "pandas", "numpy", "ctgan", "fcntl") if m in
 print("HEAVY", heavy)
 sys.exit(code)
 """
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout and "Usage:" in done.stdout
@@ -189,13 +193,19 @@ def test_a_client_only_install_lists_models_without_ml_libraries(tmp_path, local
     python = env_dir / "bin" / "python"
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if installed.returncode != 0 and os.environ.get("CI") != "1" and "Could not find" in installed.stderr:
         pytest.skip(f"no package index reachable: {installed.stderr.strip().splitlines()[-1]}")
     assert installed.returncode == 0, installed.stderr
-    missing = subprocess.run([str(python), "-c", "import importlib.util as u; print([m for m in ('torch', 'pandas', 'ctgan') if u.find_spec(m)])"],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [str(python), "-c", "import importlib.util as u; print([m for m in ('torch', 'pandas', 'ctgan') if u.find_spec(m)])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.stdout.strip() == "[]"
     script = env_dir / "bin" / "ctgan-host"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CTGAN_")}, "HOME": str(local_config.parent / "home")}
@@ -204,7 +214,12 @@ def test_a_client_only_install_lists_models_without_ml_libraries(tmp_path, local
     assert helped.returncode == 0 and "Usage: ctgan-host" in helped.stdout and "python -m" not in helped.stdout
     listed = subprocess.run(
         [str(script), "--config", str(local_config), "--user", "alice", "--password-stdin", "models", "--json"],
-        input="alice-secret-pw\n", capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        input="alice-secret-pw\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
@@ -214,7 +229,10 @@ def test_a_client_without_a_common_protocol_gets_one_line_naming_the_side_to_upg
     """In-process client (its range patched) against the real local server process (3-3)."""
     from ctgan_host import cli, session
 
-    for low, high, side in ((1, wire.PROTOCOL_MIN - 1, "on the client"), (wire.PROTOCOL_MAX + 1, wire.PROTOCOL_MAX + 2, "on the server")):
+    for low, high, side in (
+        (1, wire.PROTOCOL_MIN - 1, "on the client"),
+        (wire.PROTOCOL_MAX + 1, wire.PROTOCOL_MAX + 2, "on the server"),
+    ):
         monkeypatch.setattr(session, "PROTOCOL_MIN", low)
         monkeypatch.setattr(session, "PROTOCOL_MAX", high)
         capsys.readouterr()
