@@ -128,6 +128,20 @@ def cli(ctx: click.Context, config_path: str | None, user: str | None, password_
     ctx.call_on_close(app.close)
 
 
+def _local_csv(app: App, csv: str | None, interactive: bool) -> Path:
+    """The CSV to fit: the argument, or else, on a terminal, the original tool's listing of [paths] original_data and a prompt."""
+    folder = app.config.original_data
+    if csv is None:
+        if interactive:
+            ui.err.print(f"[bold]{ui.BANNER}[/bold]")
+            found = sorted(p.name for p in folder.glob("*.csv")) if folder.is_dir() else []
+            ui.err.print(f"CSV files in {folder}:" if found else f"(no CSV files in {folder})")
+            for name in found:
+                ui.err.print(f"  {name}")
+        csv = app.ask("Please enter original data filename", "CSV argument")
+    return check_local_csv(_resolve_csv(csv, folder))
+
+
 def _resolve_csv(name: str, folder: Path) -> Path:
     for candidate in (Path(name).expanduser(), folder / name):
         if candidate.is_file():
@@ -183,16 +197,7 @@ def fit(
       ctgan-host fit loans.csv --epochs 300 --discrete branch_code
     """
     interactive = ui.stdin_is_terminal()
-    folder = app.config.original_data
-    if csv is None:
-        if interactive:
-            ui.err.print(f"[bold]{ui.BANNER}[/bold]")
-            found = sorted(p.name for p in folder.glob("*.csv")) if folder.is_dir() else []
-            ui.err.print(f"CSV files in {folder}:" if found else f"(no CSV files in {folder})")
-            for name in found:
-                ui.err.print(f"  {name}")
-        csv = app.ask("Please enter original data filename", "CSV argument")
-    path = check_local_csv(_resolve_csv(csv, folder))
+    path = _local_csv(app, csv, interactive)
     user, password = app.credentials()
     if epochs is None:
         epochs = app.ask("Please choose number of epochs for fitting", "--epochs", type=EPOCHS) if interactive else DEFAULT_EPOCHS
