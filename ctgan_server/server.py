@@ -560,10 +560,10 @@ def _not_the_protocol(inbox: Inbox, pinned: str | None) -> str | None:
     if pinned is not None and asked is not None and not asked.rstrip().endswith("ctgan_server serve"):
         # A forced command runs us whatever the client asked for; say no plainly.
         shown = asked if len(asked) < 60 else asked[:57] + "..."
-        return f"this SSH key only runs the ctgan-server-cli protocol (python -m ctgan_host), not {shown!r}"
+        return f"this SSH key only runs the ctgan-server-cli protocol (the ctgan-host client), not {shown!r}"
     first = inbox.first_byte()
     if first is not None and first != ord("{"):
-        return "this SSH key only runs the ctgan-server-cli protocol (python -m ctgan_host); no shell, no sftp"
+        return "this SSH key only runs the ctgan-server-cli protocol (the ctgan-host client); no shell, no sftp"
     return None
 
 
