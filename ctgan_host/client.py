@@ -230,40 +230,21 @@ class Client:
             )
             if names
         }
+        params = {"epochs": epochs, "overrides": overrides, "seed": seed, "holdout": holdout, "text_columns": []}
         if isinstance(data, (str, os.PathLike)):
-            return self._fit_file(check_local_csv(data), epochs, overrides, seed, name, on_upload, holdout=holdout)
+            path = check_local_csv(data)
+            return self._fit_file(path, f"{name}.csv" if name else path.name, params, on_upload)
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)
-            text_columns = [str(c) for c in data.columns if data[c].dtype == object]
-            return self._fit_file(path, epochs, overrides, seed, name, on_upload, text_columns, holdout)
+            # A DataFrame's text columns stay text on the server, codes like "0042" included.
+            params["text_columns"] = [str(c) for c in data.columns if data[c].dtype == object]
+            return self._fit_file(path, f"{name}.csv" if name else path.name, params, on_upload)
 
-    def _fit_file(
-        self,
-        path: Path,
-        epochs: int,
-        overrides: dict[str, list[str]],
-        seed: int | None,
-        name: str | None,
-        on_upload: Progress | None,
-        text_columns: list[str] = (),
-        holdout: float = 0.0,
-    ) -> str:
-        filename = f"{name}.csv" if name else path.name
+    def _fit_file(self, path: Path, filename: str, params: dict[str, Any], on_upload: Progress | None) -> str:
+        """Upload ``path`` as ``filename``, then start the fit job on it with the `fit` method's other ``params``."""
         staged = Transfer(self.session).upload(path, filename, on_upload)
-        sha256 = staged["sha256"]
-        result = self.session.call(
-            "fit",
-            token=staged["token"],
-            filename=filename,
-            sha256=sha256,
-            epochs=epochs,
-            overrides=overrides,
-            text_columns=list(text_columns),
-            seed=seed,
-            holdout=holdout,
-        )
-        return result["job"]
+        return self.session.call("fit", token=staged["token"], filename=filename, sha256=staged["sha256"], **params)["job"]
 
     # -- jobs ------------------------------------------------------------------
     def follow(self, job: str, on_event: OnEvent | None = None) -> dict[str, Any]:
