@@ -1,6 +1,6 @@
 """One RPC session with the server: hello, login, then calls, each answered in order.
 
-Bulk bytes ride in the same stream as frames (see ctgan_server.protocol):
+Bulk bytes ride in the same stream as frames (see ctgan_server.wire):
 a call with ``upload=`` sends its blocks when the server says ``send``, and
 a call with ``download=`` hands each received block to that callable.
 """
@@ -18,6 +18,7 @@ from ctgan_server.wire import (
     CtganError,
     ProtocolError,
     ServerEnvironmentError,
+    UsageError,
     VersionMismatchError,
     decode,
     encode,
@@ -134,13 +135,20 @@ class Session:
             return message.get("result")
 
     def hello(self) -> dict[str, Any]:
-        # ``protocol`` too, so that a server of 0.1.0 (which reads only that,
-        # and wants its own release) names the mismatch instead of a bad parameter.
-        info = self.call("hello", version=__version__, protocol=PROTOCOL_MAX, protocols=[PROTOCOL_MIN, PROTOCOL_MAX])
-        if not PROTOCOL_MIN <= info.get("protocol", -1) <= PROTOCOL_MAX:
-            raise VersionMismatchError(
-                f"the server chose protocol {info.get('protocol')!r}, outside this client's {PROTOCOL_MIN}-{PROTOCOL_MAX}"
-            )
+        try:
+            info = self.call("hello", version=__version__, protocol=PROTOCOL_MAX, protocols=[PROTOCOL_MIN, PROTOCOL_MAX])
+        except UsageError as exc:
+            if not exc.message.startswith("bad parameters for hello"):
+                raise
+            # A server of 0.1.0 knows only `protocol` and `version`, and refuses
+            # any other parameter before it compares them; asked again in its
+            # own terms, it answers with the version mismatch (exit 7).
+            info = self.call("hello", version=__version__, protocol=PROTOCOL_MAX)
+        chosen = info.get("protocol")
+        if not isinstance(chosen, int) or isinstance(chosen, bool):
+            raise ProtocolError(f"the server's hello named no protocol version: {chosen!r}")
+        if not PROTOCOL_MIN <= chosen <= PROTOCOL_MAX:
+            raise VersionMismatchError(f"the server chose protocol {chosen}, outside this client's {PROTOCOL_MIN}-{PROTOCOL_MAX}")
         self.server_info = info
         return self.server_info
 

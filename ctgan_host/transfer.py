@@ -1,7 +1,7 @@
 """Moving bulk bytes between client and server: gzip on the wire, sha256 checked, atomic on arrival.
 
 Files travel as frames inside the session's own stream (see
-``ctgan_server.protocol``), the same way over SSH and over the local pipe.
+``ctgan_server.wire``), the same way over SSH and over the local pipe.
 """
 
 from __future__ import annotations

@@ -203,11 +203,16 @@ class Server:
         return True
 
     # -- methods -----------------------------------------------------------
-    def do_hello(self, version: str, protocol: int | None = None, protocols: list[int] | None = None) -> dict[str, Any]:
+    def do_hello(
+        self, version: str, protocol: int | None = None, protocols: list[int] | None = None, **_later: Any
+    ) -> dict[str, Any]:
         """Agree on a protocol version: the highest that the client's range and ours share.
 
         ``protocols`` is the client's [lowest, highest]; a client of 0.1.0 sent
         only ``protocol``, its one version.  The release versions may differ.
+        Parameters a later client adds are ignored (``_later``): refusing them
+        would hide the version answer behind a "bad parameters" error, as a
+        0.1.0 server does.
         """
         if protocols is None:
             protocols = [protocol, protocol]

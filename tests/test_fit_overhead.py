@@ -315,5 +315,8 @@ def test_training_rows_are_drawn_uniformly_within_the_conditioned_category():
         assert len(counts) == candidates and counts.min() > 0 and counts.max() < 4 * 6000 / candidates
     np.random.seed(3)
     assert np.array_equal(sampler.sample_data(data, len(col), col, opt)[:, 0], rows)  # numpy's seed governs it
+    np.random.seed(3)
+    upstream = DataSampler.sample_data(sampler, data, len(col), col, opt)[:, 0]
+    assert np.array_equal(upstream, rows)  # the very rows upstream's per-row loop draws: a seeded fit is unchanged
     draw.remove()
     assert "sample_data" not in vars(sampler)

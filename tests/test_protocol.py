@@ -46,8 +46,29 @@ def test_the_protocol_is_negotiated_and_a_mismatch_names_the_side_to_upgrade(cli
             session.call("hello", protocols=[1, PROTOCOL_MIN - 1], version="0.0.1")
         with pytest.raises(UsageError, match="highest protocol"):
             session.call("hello", protocols=[PROTOCOL_MAX, PROTOCOL_MIN - 1], version="9.9.9")
+        # A later client may add to hello; this server answers the version question anyway.
+        assert (
+            session.call("hello", protocols=[PROTOCOL_MIN, PROTOCOL_MAX], version="9.0.0", wants="more")["protocol"]
+            == PROTOCOL_MAX
+        )
     finally:
         session.close()
+
+
+def test_a_server_of_0_1_0_gets_asked_again_in_its_own_terms(monkeypatch):
+    """Unit, with the old server's two answers scripted: it refused unknown hello parameters before comparing versions."""
+    asked = []
+
+    def old_server(self, method, **params):
+        asked.append(sorted(params))
+        if "protocols" in params:
+            raise UsageError("bad parameters for hello: Server.do_hello() got an unexpected keyword argument 'protocols'")
+        raise VersionMismatchError("client is ctgan-server-cli 0.2.0 (protocol 3), server is 0.1.0 (protocol 3)")
+
+    monkeypatch.setattr(Session, "call", old_server)
+    with pytest.raises(VersionMismatchError, match="server is 0.1.0"):
+        Session(connection=None).hello()
+    assert asked == [["protocol", "protocols", "version"], ["protocol", "version"]]
 
 
 def test_nothing_before_hello_and_login(client):
