@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 from . import __version__
 from .fit_request import FitRequest
 from .limits import check_quota, check_upload_size, check_upload_stream, inflate_upload
-from .runtime import configure_torch, library_versions, require_ctgan, seed_everything
+from .runtime import configure_torch, device_name, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, iso_utc
 from .wire import NotFoundError, TransferError, UsageError, event
@@ -466,6 +466,7 @@ def model_meta(name: str, request: FitRequest, prepared: Prepared, trained: Trai
             "seconds": trained.seconds,
             "started": iso_utc(trained.started),
             "device": str(trained.device),
+            "device_name": device_name(trained.device),
             "losses": trained.losses,
         },
         "versions": {**library_versions(), "ctgan_server": __version__},

@@ -33,16 +33,51 @@ def library_versions() -> dict[str, str]:
 
 
 def configure_torch(settings: Settings) -> Any:
-    """Apply thread settings and return the torch device to use."""
+    """Apply thread settings and return the torch device to use (see ``pick_device``)."""
     import torch
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    if settings.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ServerEnvironmentError(f"[service] device = {settings.device!r} but torch sees no CUDA device")
-    return torch.device(settings.device)
+    cuda = torch.cuda.is_available()
+    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())] if cuda and settings.device == "auto" else []
+    return torch.device(pick_device(settings.device, cuda, free))
+
+
+def pick_device(setting: str, cuda_available: bool, free_bytes: list[int]) -> str:
+    """The device a job uses: ``[service] device``, with "auto" taking the GPU with the most free memory.
+
+    ``free_bytes`` is each visible GPU's free memory, in torch's numbering:
+    under Slurm, or with CUDA_VISIBLE_DEVICES set by an admin, torch sees
+    only the GPUs granted, so "auto" picks among those.  Without "auto" it is
+    not needed.  A bare "cuda" is torch's current device (cuda:0 unless
+    changed); "cuda:N" pins one GPU.
+    """
+    if setting == "auto":
+        if not cuda_available or not free_bytes:
+            return "cpu"
+        # The first of the freest: on an idle multi-GPU box jobs still start on cuda:0.
+        return f"cuda:{max(range(len(free_bytes)), key=lambda i: (free_bytes[i], -i))}"
+    if setting.startswith("cuda") and not cuda_available:
+        raise ServerEnvironmentError(f"[service] device = {setting!r} but torch sees no CUDA device")
+    return setting
+
+
+def device_name(device: Any) -> str:
+    """What the model JSON records beside the device: the GPU's name, or the CPU's."""
+    import platform
+
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    try:  # Linux names the CPU model here; platform.processor() often gives only "x86_64"
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def seed_everything(seed: int | None) -> None:

@@ -34,6 +34,7 @@ def test_fit_sample_download_round_trip(cli, local_config, tiny_csv, server_dir,
     assert set(meta["discrete_columns"]) >= {"member", "city", "score"}
     assert meta["fit"]["rows"] == len(original) and meta["fit"]["epochs"] == 2
     assert len(meta["fit"]["losses"]) == 2 and meta["fit"]["seconds"] > 0
+    assert meta["fit"]["device"] == "cpu" and meta["fit"]["device_name"]  # the test server has no GPU
     assert set(meta["versions"]) >= {"torch", "ctgan", "rdt"}
 
     listed = run_cli(local_config, *opts, "models", "--json", input=stdin)
