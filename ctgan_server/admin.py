@@ -1,4 +1,4 @@
-"""`ctgan-server [--dir DIR] users|models ...` (or `python -m ctgan_server ...`): the server admin's commands.
+"""`ctgan-server [--dir DIR] users|models|doctor ...` (or `python -m ctgan_server ...`): the server admin's commands.
 
 Run on the server with the admin's own (unrestricted) SSH login; an app
 user's key runs only `serve`, so none of this is reachable through it.
@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="admin tasks on stored models").add_subparsers(dest="action", required=True)
     sign = models.add_parser("sign", help="sign models made before signing existed, after scanning them")
     sign.add_argument("--all", action="store_true", required=True, help="every user's unsigned models")
+    sub.add_parser("doctor", help="check the server's health: one line per check, exit 1 when any fails")
     return parser
 
 
@@ -236,6 +237,10 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
         if args.command == "users":
             return _users(args, settings)
+        if args.command == "doctor":
+            from .doctor import doctor_command
+
+            return doctor_command(settings)
         if args.command == "models":
             from .signing import sign_all_command
 
