@@ -62,15 +62,7 @@ def main() -> None:
             (root / "ssh_client").mkdir()
             config = write_client_config(
                 root / "ssh_client" / "config.toml",
-                {
-                    "host": "127.0.0.1",
-                    "port": sshd.port,
-                    "user": sshd.user,
-                    "identity_file": str(sshd.identity_file),
-                    "known_hosts": str(sshd.known_hosts),
-                    "server_dir": str(server),
-                    "python": sys.executable,
-                },
+                sshd.client_settings(server),
                 root / "ssh_client",
             )
             print(f"`models --json`, SSH loopback: {summary(time_cli(config, args.runs))}")

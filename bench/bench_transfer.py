@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,15 +119,7 @@ def main() -> None:
             client_root.mkdir()
             config = write_client_config(
                 client_root / "config.toml",
-                {
-                    "host": "127.0.0.1",
-                    "port": sshd.port,
-                    "user": sshd.user,
-                    "identity_file": str(sshd.identity_file),
-                    "known_hosts": str(sshd.known_hosts),
-                    "server_dir": str(server),
-                    "python": sys.executable,
-                },
+                sshd.client_settings(server),
                 client_root,
             )
             results = {"frames": frames(config, gz, server, args.runs), "sftp": sftp(sshd, gz, tmp, args.runs)}

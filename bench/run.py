@@ -242,15 +242,7 @@ class Server:
             return
         self.over_ssh = True
         self.transport = "SSH: OpenSSH sshd on 127.0.0.1, the client's paramiko session"
-        server = {
-            "host": "127.0.0.1",
-            "port": sshd.port,
-            "user": sshd.user,
-            "identity_file": str(sshd.identity_file),
-            "known_hosts": str(sshd.known_hosts),
-            "server_dir": str(self.dir),
-            "python": sys.executable,
-        }
+        server = sshd.client_settings(self.dir)
         self.config = write_client_config(client_root / "config.toml", server, client_root)
 
     def serve_pids(self) -> set[int]:

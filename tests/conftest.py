@@ -79,14 +79,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
 def ssh_config(sshd: SSHD, server_dir: Path, client_root: Path) -> Path:
     return write_client_config(
         client_root / "config.toml",
-        {
-            "host": "127.0.0.1",
-            "port": sshd.port,
-            "user": sshd.user,
-            "identity_file": str(sshd.identity_file),
-            "known_hosts": str(sshd.known_hosts),
-            "server_dir": str(server_dir),
-            "python": sys.executable,
-        },
+        sshd.client_settings(server_dir),
         client_root,
     )

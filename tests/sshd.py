@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,19 @@ class SSHD:
     identity_file: Path
     known_hosts: Path
     host_key_line: str
+
+    def client_settings(self, server_dir: str | Path, **changes: object) -> dict[str, object]:
+        """The `[server]` section of a client config that reaches this sshd, the server checkout and this interpreter."""
+        settings: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": self.user,
+            "identity_file": str(self.identity_file),
+            "known_hosts": str(self.known_hosts),
+            "server_dir": str(server_dir),
+            "python": sys.executable,
+        }
+        return {**settings, **changes}
 
 
 def free_port() -> int:

@@ -450,15 +450,7 @@ def ssh_shared(sshd, tmp_path_factory: pytest.TempPathFactory) -> Shared:
     server = make_server(base / "server")
     client = base / "client"
     (client / "home").mkdir(parents=True)
-    settings = {
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "user": sshd.user,
-        "identity_file": str(sshd.identity_file),
-        "known_hosts": str(sshd.known_hosts),
-        "server_dir": str(server),
-        "python": sys.executable,
-    }
+    settings = sshd.client_settings(server)
     config = write_client_config(client / "config.toml", settings, client)
     data = base / "data"
     data.mkdir()

@@ -26,6 +26,20 @@ def _table(n: int = 300, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def _credit_like(n: int, seed: int) -> pd.DataFrame:
+    """credit_data-like columns (numbers with gaps, a spike at zero, categories), generated so the tests need no dataset."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n),
+            "income": np.where(rng.random(n) < 0.1, np.nan, rng.lognormal(10, 1, n)),
+            "home": rng.choice(["rent", "owner", "parents", "other"], n),
+            "job": rng.choice(["fixed", "partime", "freelance"], n),
+            "debt": np.where(rng.random(n) < 0.8, 0.0, rng.exponential(1000, n)),
+        }
+    )
+
+
 def test_quality_matches_sdmetrics_called_directly():
     real, synthetic = _table(seed=0), _table(seed=1)
     with warnings.catch_warnings():
@@ -174,17 +188,7 @@ def test_the_distance_search_gives_the_exact_answer():
 
     from ctgan_server.report import _Encoder, _neighbours
 
-    rng = np.random.default_rng(5)
-    n = 3000
-    real = pd.DataFrame(
-        {
-            "age": rng.integers(18, 80, n),
-            "income": np.where(rng.random(n) < 0.1, np.nan, rng.lognormal(10, 1, n)),
-            "home": rng.choice(["rent", "owner", "parents", "other"], n),
-            "job": rng.choice(["fixed", "partime", "freelance"], n),
-            "debt": np.where(rng.random(n) < 0.8, 0.0, rng.exponential(1000, n)),
-        }
-    )
+    real = _credit_like(3000, seed=5)
     synthetic = real.sample(800, random_state=1).reset_index(drop=True)
     synthetic["income"] = synthetic["income"] * 1.01
     encode = _Encoder(real)
@@ -202,16 +206,7 @@ def test_the_baseline_protection_is_sdmetrics_figure():
     """
     from sdmetrics.single_table import DCRBaselineProtection
 
-    rng = np.random.default_rng(8)
-    n = 2400
-    table = pd.DataFrame(
-        {
-            "age": rng.integers(18, 80, n),
-            "income": np.where(rng.random(n) < 0.1, np.nan, rng.lognormal(10, 1, n)),
-            "home": rng.choice(["rent", "owner", "parents", "other"], n),
-            "debt": np.where(rng.random(n) < 0.8, 0.0, rng.exponential(1000, n)),
-        }
-    )
+    table = _credit_like(2400, seed=8)
     train, synthetic = table.iloc[:1600], table.iloc[1600:].reset_index(drop=True)
     ours = report.privacy(train, synthetic)[0]["dcr_baseline_protection"]
     with warnings.catch_warnings():

@@ -45,15 +45,7 @@ def test_wrong_app_password_over_ssh(ssh_config):
 def test_unknown_host_key_is_rejected_unless_opted_in(sshd, server_dir, client_root, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("# keep me\n")
-    settings = {
-        "host": "127.0.0.1",
-        "port": sshd.port,
-        "user": sshd.user,
-        "identity_file": str(sshd.identity_file),
-        "known_hosts": str(empty),
-        "server_dir": str(server_dir),
-        "python": __import__("sys").executable,
-    }
+    settings = sshd.client_settings(server_dir, known_hosts=str(empty))
     config = write_client_config(client_root / "config.toml", settings, client_root)
     opts, stdin = as_user("bob")
     refused = run_cli(config, *opts, "models", input=stdin)
@@ -107,7 +99,6 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
     """`~` in server_dir expands on the server, even though every path is quoted."""
     import pwd
     import shutil
-    import sys
     import uuid
 
     from ctgan_server.auth import CredentialStore
@@ -122,15 +113,7 @@ def test_server_dir_with_tilde(sshd, client_root, tmp_path):
         CredentialStore(root / "credentials.json").add("bob", PASSWORDS["bob"])
         config = write_client_config(
             client_root / "config.toml",
-            {
-                "host": "127.0.0.1",
-                "port": sshd.port,
-                "user": sshd.user,
-                "identity_file": str(sshd.identity_file),
-                "known_hosts": str(sshd.known_hosts),
-                "server_dir": f"~/{relative}",
-                "python": sys.executable,
-            },
+            sshd.client_settings(f"~/{relative}"),
             client_root,
         )
         opts, stdin = as_user("bob")
