@@ -124,12 +124,18 @@ class AuthorizedKeys:
         return found.group(1) if found else None
 
     @staticmethod
-    def _blob(line: str) -> str | None:
+    def key_text(line: str) -> str | None:
+        """The "<type> <base64>" of a line's key, after its options; None when the line names no known key type."""
         fields = line.split()
         for i, field in enumerate(fields[:-1]):
             if field in KEY_TYPES:
-                return fields[i + 1]
+                return f"{field} {fields[i + 1]}"
         return None
+
+    @classmethod
+    def _blob(cls, line: str) -> str | None:
+        text = cls.key_text(line)
+        return text.split()[1] if text else None
 
     def keys(self, user: str) -> list[PublicKey]:
         found = []

@@ -7,8 +7,6 @@ or a user folder, so running it changes nothing but a probe file it removes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import importlib.metadata
 import os
 import shutil
@@ -123,8 +121,9 @@ def permissions(settings: Settings) -> Check:
 
 
 def authorized_keys(settings: Settings) -> Check:
-    """The lines `users add --key` wrote carry a forced command and a well-formed key."""
-    from .authorized_keys import KEY_TYPES, AuthorizedKeys
+    """The lines `users add --key` wrote carry `restrict` and a key `users add` would still accept."""
+    from .authorized_keys import AuthorizedKeys, parse_public_key
+    from .wire import BadDataError
 
     path = settings.authorized_keys
     if not path.exists():
@@ -134,21 +133,16 @@ def authorized_keys(settings: Settings) -> Check:
         if AuthorizedKeys.owner(line) is None:
             continue  # not ours: the admin's own keys and anything else are left alone
         ours += 1
-        fields = line.split()
-        kinds = [i for i, field in enumerate(fields[:-1]) if field in KEY_TYPES]
-        if "restrict" not in line or not kinds or not _is_base64(fields[kinds[0] + 1]):
+        try:
+            parse_public_key(AuthorizedKeys.key_text(line) or "")
+        except BadDataError:
+            bad.append(str(number))
+            continue
+        if "restrict" not in line:
             bad.append(str(number))
     if bad:
         return Check("authorized_keys", False, f"{path}: line {', '.join(bad)} damaged; remove and re-add those keys")
     return Check("authorized_keys", True, f"{ours} user key line(s) in {path}, each with its forced command")
-
-
-def _is_base64(text: str) -> bool:
-    try:
-        base64.b64decode(text, validate=True)
-    except binascii.Error:
-        return False
-    return True
 
 
 def server_key(settings: Settings) -> Check:

@@ -207,11 +207,6 @@ def _index(reference: np.ndarray, k: int) -> Any:
     return NearestNeighbors(n_neighbors=min(k, len(reference)), metric="manhattan", algorithm=algorithm, n_jobs=-1).fit(reference)
 
 
-def _neighbours(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """L1 distances from each query row to its ``k`` nearest reference rows (exact)."""
-    return _index(reference, k).kneighbors(queries)[0]
-
-
 def privacy(
     train: pd.DataFrame, synthetic: pd.DataFrame, holdout: pd.DataFrame | None = None, progress: Progress | None = None
 ) -> tuple[dict[str, Any], list[str]]:

@@ -186,14 +186,14 @@ def test_the_distance_search_gives_the_exact_answer():
     """
     from sklearn.neighbors import NearestNeighbors
 
-    from ctgan_server.report import _Encoder, _neighbours
+    from ctgan_server.report import _Encoder, _index
 
     real = _credit_like(3000, seed=5)
     synthetic = real.sample(800, random_state=1).reset_index(drop=True)
     synthetic["income"] = synthetic["income"] * 1.01
     encode = _Encoder(real)
     reference, queries = encode(real), encode(synthetic)
-    fast = _neighbours(reference, queries, 2)
+    fast = _index(reference, 2).kneighbors(queries)[0]
     exact, _ = NearestNeighbors(n_neighbors=2, metric="manhattan", algorithm="brute").fit(reference).kneighbors(queries)
     np.testing.assert_allclose(fast, exact, atol=1e-9)
 
