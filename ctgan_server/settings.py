@@ -4,12 +4,43 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .wire import ConfigError
 
 GIB = 1024**3
+EXECUTORS = ("local", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """``[service.slurm]``: what `sbatch` is told for every job; each is left to the cluster's default when unset."""
+
+    partition: str | None = None
+    gres: str | None = None  # e.g. "gpu:1"
+    cpus_per_task: int | None = None
+    mem: str | None = None  # an sbatch --mem value, e.g. "8G"
+    time_limit: str | None = None  # an sbatch --time value, e.g. "01:00:00"
+    account: str | None = None
+    qos: str | None = None
+    extra_args: tuple[str, ...] = ()  # passed to sbatch as they are
+
+    def sbatch_args(self) -> list[str]:
+        args = []
+        for flag, value in (
+            ("--partition", self.partition),
+            ("--gres", self.gres),
+            ("--cpus-per-task", self.cpus_per_task),
+            ("--mem", self.mem),
+            ("--time", self.time_limit),
+            ("--account", self.account),
+            ("--qos", self.qos),
+        ):
+            if value is not None:
+                args.append(f"{flag}={value}")
+        return args + list(self.extra_args)
 
 
 @dataclass(frozen=True)
@@ -18,7 +49,13 @@ class Settings:
     data_dir: Path
     device: str = "auto"  # "auto" picks CUDA when torch sees one
     torch_threads: int = 0  # 0 leaves torch's own default, per job
-    max_running_jobs: int = 1  # fits beyond this wait as QUEUED, first in, first out
+    max_running_jobs: int = 1  # local executor: fits beyond this wait as QUEUED, first in, first out
+    # "local": jobs are processes on this machine; "slurm": they are submitted with sbatch.
+    executor: str = "local"
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    # A sample of more rows than this runs as a job (it survives a dropped
+    # connection and can be followed and cancelled); smaller ones stay inline.
+    sample_job_rows: int = 1_000_000
     # The sshd file `users add --key` writes forced-command lines into.
     authorized_keys: Path = Path("~/.ssh/authorized_keys")
     # Limits: each refused request gets a LimitError (exit 13).  The defaults
@@ -57,6 +94,7 @@ _WHOLE_NUMBERS = {
     "max_epochs": 1,
     "max_jobs_per_user": 1,
     "max_sample_rows": 1,
+    "sample_job_rows": 1,
     "quota_bytes": 1,
     "job_retention_days": 1,
     "max_login_delay": 0,
@@ -101,4 +139,43 @@ def load_settings(root: Path | None = None) -> Settings:
     keys_file = Path(os.path.expanduser(str(section.get("authorized_keys", "~/.ssh/authorized_keys"))))
     if not keys_file.is_absolute():
         keys_file = root / keys_file
-    return Settings(server_dir=root, data_dir=data_dir.resolve(), device=device, authorized_keys=keys_file, **numbers)
+    executor = section.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"{config_file}: [service] executor must be local or slurm, not {executor!r}")
+    return Settings(
+        server_dir=root,
+        data_dir=data_dir.resolve(),
+        device=device,
+        authorized_keys=keys_file,
+        executor=executor,
+        slurm=_slurm_options(config_file, section.get("slurm", {})),
+        **numbers,
+    )
+
+
+_SLURM_STRINGS = ("partition", "gres", "mem", "time_limit", "account", "qos")
+
+
+def _slurm_options(config_file: Path, section: Any) -> SlurmOptions:
+    """``[service.slurm]``, checked here so that a typo fails at start-up, not at the first sbatch."""
+    where = f"{config_file}: [service.slurm]"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(section) - set(_SLURM_STRINGS) - {"cpus_per_task", "extra_args"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    values: dict[str, Any] = {}
+    for key in _SLURM_STRINGS:
+        if key in section:
+            if not isinstance(section[key], str) or not section[key].strip():
+                raise ConfigError(f"{where} {key} must be a non-empty string")
+            values[key] = section[key].strip()
+    if "cpus_per_task" in section:
+        cpus = section["cpus_per_task"]
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise ConfigError(f"{where} cpus_per_task must be a whole number >= 1")
+        values["cpus_per_task"] = cpus
+    extra = section.get("extra_args", [])
+    if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+        raise ConfigError(f"{where} extra_args must be a list of strings")
+    return SlurmOptions(extra_args=tuple(extra), **values)
