@@ -24,6 +24,7 @@ from ctgan_server.wire import (
     CtganError,
     NotFoundError,
     UsageError,
+    check_line,
 )
 
 from . import ui
@@ -552,6 +553,25 @@ def download(app: App, dataset: str | None, out: str | None) -> None:
     with ui.TransferProgress(f"download {dataset}") as progress:
         path = client.download_to_file(dataset, out, on_progress=progress)
     ui.out.print(f"Wrote {path}")
+
+
+@cli.command()
+@pass_app
+def doctor(app: App) -> int:
+    """Ask the server whether it is healthy: one line per check, exit 1 when any fails.
+
+    The checks any user may run: libraries, CUDA devices, data_dir writable
+    and free space, and with the Slurm executor, Slurm answering and data_dir
+    on a filesystem its nodes share.  Send a FAIL line to the server's admin.
+
+    \b
+    Example:
+      ctgan-host --user alice doctor
+    """
+    checks = app.login().doctor()
+    for check in checks:
+        print(check_line(check["name"], check["ok"], check["detail"]))  # not rich: a detail may hold [service] and the like
+    return 0 if all(check["ok"] for check in checks) else 1
 
 
 @cli.command()

@@ -26,6 +26,7 @@ from ctgan_server.wire import (
     BadDataError,
     NotFoundError,
     UsageError,
+    VersionMismatchError,
     check_file_name,
     check_holdout,
     dataset_stem,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 OnEvent = Callable[[dict[str, Any]], None]
 DEFAULT_EPOCHS = 300  # upstream CTGAN's default
+# The first protocol version with `doctor`: an older server would refuse it as an unknown method (exit 2).
+DOCTOR_PROTOCOL = 4
 
 
 def check_local_csv(path: str | os.PathLike) -> Path:
@@ -273,6 +276,17 @@ class Client:
     def delete_job(self, job: str) -> None:
         """Remove a finished job's log from the server."""
         self.session.call("delete_job", job=job)
+
+    # -- server health -------------------------------------------------------------
+    def doctor(self) -> list[dict[str, Any]]:
+        """The health checks any user may run on the server (libraries, devices, disk, Slurm), each {"name", "ok", "detail"}."""
+        spoken = self.session.server_info.get("protocol", 0)
+        if spoken < DOCTOR_PROTOCOL:
+            raise VersionMismatchError(
+                f"the server is too old for doctor (it speaks protocol {spoken}, doctor needs {DOCTOR_PROTOCOL}): "
+                "ask its admin to upgrade ctgan-server-cli on the server"
+            )
+        return self.session.call("doctor")
 
     # -- sample and download -----------------------------------------------------
     def sample_to_file(

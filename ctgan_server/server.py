@@ -144,6 +144,7 @@ class Server:
         "delete_dataset",
         "passwd",
         "report",
+        "doctor",
     )
 
     def __init__(self, settings: Settings, out: BinaryIO, inbox: Inbox | None = None, pinned: str | None = None):
@@ -324,6 +325,12 @@ class Server:
         if not meta.get("report"):
             raise NotFoundError(f"model {model} has no report (it was made before reports existed); refit it")
         return {"model": model, **meta["report"], "losses": meta.get("fit", {}).get("losses", [])}
+
+    def do_doctor(self) -> list[dict[str, Any]]:
+        """The server's health as any user may see it (doctor.USER_CHECKS): none of another user's file names or keys."""
+        from .doctor import USER_CHECKS, run_checks
+
+        return [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run_checks(self.settings, USER_CHECKS)]
 
     def do_models(self) -> list[dict[str, Any]]:
         return self.storage.list_models()

@@ -12,6 +12,7 @@ laptop that only runs the client needs neither torch nor ``fcntl``
 - the protocol: versions, message shapes, transfer frames and their gzip
   members, the checks both sides make on parameters;
 - job states, and the error a failed job ends with;
+- how `doctor` prints a health check, on either side;
 - file names and hashing;
 - the environment a server process started by either side inherits.
 
@@ -169,10 +170,10 @@ def from_wire(type_name: str, message: str) -> CtganError:
 # -- protocol -------------------------------------------------------------------
 
 # Protocol versions this release speaks.  3: transfers as in-session frames,
-# `fit` answers with a job, `sample` may stream.  Releases up to 0.1.0 spoke
-# exactly one version and sent it as ``protocol``.
+# `fit` answers with a job, `sample` may stream.  4: `doctor`.  Releases up
+# to 0.1.0 spoke exactly one version and sent it as ``protocol``.
 PROTOCOL_MIN = 3
-PROTOCOL_MAX = 3
+PROTOCOL_MAX = 4
 MAX_LINE = 1 << 20  # a request line; more is refused before it is parsed
 MAX_FRAME = 1 << 20  # payload bytes per frame
 _FRAME_HEADER = struct.Struct(">I")
@@ -307,6 +308,14 @@ def job_error(job: dict[str, Any]) -> CtganError:
         return CanceledError(f"job {job['id']} was canceled")
     error = job.get("error") or {}
     return from_wire(error.get("type", "CtganError"), error.get("message", f"job {job['id']} failed"))
+
+
+# -- doctor ---------------------------------------------------------------------
+
+
+def check_line(name: str, ok: bool, detail: str) -> str:
+    """One health check as `doctor` prints it, the same from `ctgan-server doctor` and `ctgan-host doctor`."""
+    return f"{'ok  ' if ok else 'FAIL'}  {name}: {detail}"
 
 
 # -- files ----------------------------------------------------------------------

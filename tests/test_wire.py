@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 # either way, record what was changed in wire.py's PROTOCOL_MIN/MAX comment.
 WIRE_FORMATS = {
     3: "abb5698ec93a1b389aaaff18c612138b",
+    4: "d5a7c623bbc283d72a0877ab22d8d9fa",  # + doctor
 }
 
 # Modules of ctgan_host allowed to import more of ctgan_server than `wire`,
@@ -229,7 +230,7 @@ def test_a_client_only_install_lists_models_without_ml_libraries(tmp_path, local
 
 
 def test_a_client_without_a_common_protocol_gets_one_line_naming_the_side_to_upgrade(local_config, monkeypatch, capsys):
-    """In-process client (its range patched) against the real local server process (3-3)."""
+    """In-process client (its range patched) against the real local server process (PROTOCOL_MIN-PROTOCOL_MAX)."""
     from ctgan_host import cli, session
 
     for low, high, side in (
