@@ -1,4 +1,4 @@
-"""A fit as `serve` hands it to its job: ``jobs/<user>/<id>.request.json``.
+"""A job as `serve` hands it over: ``jobs/<user>/<id>.request.json``, a fit or a large sample.
 
 `serve` checks what the client asked for (``server.do_fit``), writes it next
 to the job's log and starts the job; the job reads it back, loads the staged
@@ -20,6 +20,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .wire import InternalError, dataset_stem
 
@@ -57,18 +58,45 @@ class FitRequest:
 
     @classmethod
     def from_json(cls, text: str) -> FitRequest:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise InternalError("the job's request file is damaged; fit again")
-        fields = dataclasses.fields(cls)
-        no_default = dataclasses.MISSING
-        missing = [f.name for f in fields if f.name not in data and f.default is no_default and f.default_factory is no_default]
-        if missing:
-            raise InternalError(f"the job's request has no {', '.join(missing)} (written by another release?); fit again")
-        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        return _read(cls, text)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """A sample of more than [service] sample_job_rows rows, run as a job (``server.do_sample``)."""
+
+    model: str
+    rows: int
+    conditions: dict[str, str] | None = None
+    seed: int | None = None
+    kind: str = "sample"  # what tells the job this is not a fit
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+def read_request(text: str) -> FitRequest | SampleRequest:
+    """The request of either kind; one without a ``kind`` is a fit (as every request was before samples ran as jobs)."""
+    try:
+        kind = json.loads(text).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    return _read(SampleRequest, text) if kind == "sample" else _read(FitRequest, text)
+
+
+def _read(cls: type, text: str) -> Any:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise InternalError("the job's request file is damaged; start the job again")
+    fields = dataclasses.fields(cls)
+    no_default = dataclasses.MISSING
+    missing = [f.name for f in fields if f.name not in data and f.default is no_default and f.default_factory is no_default]
+    if missing:
+        raise InternalError(f"the job's request has no {', '.join(missing)} (written by another release?); start it again")
+    return cls(**{f.name: data[f.name] for f in fields if f.name in data})
 
 
 def request_token(text: str) -> str | None:

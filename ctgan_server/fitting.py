@@ -24,20 +24,25 @@ from .wire import NotFoundError, TransferError, UsageError, event
 Emit = Callable[[dict[str, Any]], None]
 
 
-def take_upload(path: Path, sha256: str, settings: Settings) -> bytes:
-    """Read a staged original into memory and delete it, whatever happens next.
+def take_upload(path: Path, sha256: str, settings: Settings, key: bytes) -> bytes | memoryview:
+    """Read a staged original into memory, delete it, whatever happens next, and decrypt it with ``key``.
 
     A file over [service] max_upload_bytes is refused (and deleted) before it
-    is read, so it never has to fit in memory.
+    is read, so it never has to fit in memory.  ``sealed_upload`` says why
+    the staged file is encrypted and where the key comes from.
     """
+    from .sealed_upload import OVERHEAD, open_sealed
+
     try:
         with open(path, "rb") as fh:
-            check_upload_size(settings, path.name, os.fstat(fh.fileno()).st_size)
-            data = fh.read()
+            check_upload_size(settings, path.name, max(0, os.fstat(fh.fileno()).st_size - OVERHEAD))
+            sealed = bytearray(os.fstat(fh.fileno()).st_size)
+            fh.readinto(sealed)
     except FileNotFoundError:
         raise NotFoundError("the uploaded file is gone from the staging folder; upload again") from None
     finally:
         path.unlink(missing_ok=True)
+    data = open_sealed(sealed, key)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise TransferError("the upload arrived damaged (sha256 mismatch) and was deleted; try again")
     return data
@@ -291,7 +296,12 @@ def drop_training_rows(model: Any) -> None:
 
 
 def run_fit(
-    storage: UserStorage, settings: Settings, request: FitRequest, emit: Emit, wait_turn: Callable[[], None] | None = None
+    storage: UserStorage,
+    settings: Settings,
+    request: FitRequest,
+    emit: Emit,
+    upload_key: bytes,
+    wait_turn: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Load (and delete) the upload, wait for a slot, then plan, train and store the model.
 
@@ -300,7 +310,7 @@ def run_fit(
     compressed bytes, so a long queue does not hold every waiting job's
     decompressed table.  Decompressing, parsing and planning come after it.
     """
-    prepared = load_and_plan(storage, settings, request, emit, wait_turn)
+    prepared = load_and_plan(storage, settings, request, emit, upload_key, wait_turn)
     trained = train_model(settings, request, prepared, emit)
     return save_model(storage, settings, request, prepared, trained, emit)
 
@@ -336,10 +346,16 @@ class Trained:
 
 
 def load_and_plan(
-    storage: UserStorage, settings: Settings, request: FitRequest, emit: Emit, wait_turn: Callable[[], None] | None
+    storage: UserStorage,
+    settings: Settings,
+    request: FitRequest,
+    emit: Emit,
+    upload_key: bytes,
+    wait_turn: Callable[[], None] | None,
 ) -> Prepared:
     """Take the upload off the disk, check it, wait for this job's turn, then parse, plan and encode it."""
-    gz_bytes = take_upload(storage.staged_path(request.token), request.sha256, settings)  # the original leaves the disk first
+    # The original leaves the disk first.
+    gz_bytes = take_upload(storage.staged_path(request.token), request.sha256, settings, upload_key)
     require_ctgan()
     check_quota(settings, storage)  # a user already over quota would train for a model that cannot be kept
     # A bomb or an oversized file is refused now, not after the queue: this

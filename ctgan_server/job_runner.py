@@ -19,15 +19,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .fit_request import FitRequest
+from .fit_request import FitRequest, SampleRequest, read_request
 from .job_queue import Queue
 from .job_store import POLL_SECONDS, JobStore, alive, failed_event, fold, process_start, public
+from .sealed_upload import KEY_ENV
 from .settings import Settings
 from .storage import UserStorage, iso_utc
 from .wire import (
@@ -44,48 +46,79 @@ from .wire import (
 )
 
 CANCEL_GRACE_SECONDS = 8  # then SIGKILL: the issue allows 10 s in all
+# How long a Slurm cancel waits beyond that for slurmd's own SIGKILL (KillWait, 30 s by default).
+SLURM_KILL_WAIT_SECONDS = 30
 
 Emit = Callable[[dict[str, Any]], None]
 
 # -- starting a job (in `serve`) --------------------------------------------------
 
 
-def start(settings: Settings, store: JobStore, request: FitRequest) -> str:
-    """Write the request, record the job as QUEUED and start its process; returns the job id."""
+def start(settings: Settings, store: JobStore, request: FitRequest | SampleRequest, upload_key: bytes = b"") -> str:
+    """Write the request, record the job as QUEUED and start it with the configured executor; returns the job id.
+
+    ``upload_key`` decrypts a fit's staged upload (``sealed_upload``); it
+    goes to the job in its environment only, never into a file.
+    """
     store.ensure()
     job_id = store.new_id()
     now = time.time()
     fd = os.open(store.request_path(job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(request.to_json())
-    store.append(
-        job_id,
-        event("state", state=QUEUED, dataset=request.dataset, epochs=request.epochs, created=iso_utc(now), created_at=now),
-    )
+    if isinstance(request, SampleRequest):
+        what = {"kind": "sample", "model": request.model, "rows": request.rows}
+    else:
+        what = {"kind": "fit", "dataset": request.dataset, "epochs": request.epochs}
+    store.append(job_id, event("state", state=QUEUED, **what, created=iso_utc(now), created_at=now))
+    # The job's own output file, made here so that it is 0600 whoever writes it (this process or slurmd).
+    os.close(os.open(store.output_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    try:
+        if settings.executor == "slurm":
+            from . import slurm
+
+            # A job that waits hours after its client has gone can only get the key from its environment.
+            secret = {KEY_ENV: upload_key.hex()}
+            slurm_id = slurm.submit(settings, store.user, job_id, store.output_path(job_id), secret)
+            store.append(job_id, event("slurm", slurm_id=slurm_id))
+        else:
+            _start_process(settings, store, job_id, upload_key)
+    except CtganError as exc:
+        store.discard_request(job_id)  # the staged upload goes with it: nobody can load it now
+        store.append(job_id, failed_event(exc))
+        raise
+    return job_id
+
+
+def _start_process(settings: Settings, store: JobStore, job_id: str, upload_key: bytes) -> None:
+    """The local executor: the job as a detached process on this machine; the key goes down its stdin.
+
+    Not in its environment: /proc/<pid>/environ keeps a process's first
+    environment for as long as it runs, whatever the process removes.
+    """
     # Only the allowlist: this `serve` may hold CTGAN_PASSWORD (a local
     # transport started from the user's shell) or an SSH agent socket.
     env = minimal_env({"CTGAN_SERVER_DIR": str(settings.server_dir)})
-    output_fd = os.open(store.output_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    output_fd = os.open(store.output_path(job_id), os.O_WRONLY | os.O_APPEND, 0o600)
     with os.fdopen(output_fd, "ab") as output:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ctgan_server", "job", store.user, job_id],
                 cwd=settings.server_dir,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=output,
                 stderr=output,
                 start_new_session=True,  # its own session and process group: no SIGHUP or SIGINT from ours
                 close_fds=True,
             )
         except OSError as exc:
-            store.request_path(job_id).unlink(missing_ok=True)
-            store.append(job_id, failed_event(InternalError(f"could not start the job: {exc}")))
             raise InternalError(f"could not start the job process: {exc}") from exc
+    with proc.stdin:
+        proc.stdin.write(upload_key.hex().encode() + b"\n")
     start_time = process_start(proc.pid)
     if start_time is not None:
         store.append(job_id, event("process", pid=proc.pid, pid_start=start_time))
-    return job_id
 
 
 def follow(store: JobStore, job_id: str, emit: Emit, client_gone: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -125,9 +158,19 @@ def cancel(store: JobStore, job_id: str) -> dict[str, Any]:
     job = store.status(job_id)
     if job["state"] in FINISHED:
         raise UsageError(f"job {job_id} is already {job['state']}")
-    store.append(job_id, event("cancel"))
+    store.append(job_id, event("cancel"))  # first, so that the job knows the SIGTERM that follows is a cancel
     full = fold(job_id, store.read(job_id)[0])
-    pid, start_time = full.get("pid"), full.get("pid_start")
+    if full.get("slurm_id") is not None:
+        _cancel_slurm(store, job_id, full["slurm_id"])
+    else:
+        _stop_process(full.get("pid"), full.get("pid_start"))
+    full = fold(job_id, store.read(job_id)[0])
+    if full["state"] not in FINISHED:
+        store.finish_dead(job_id, full, InternalError("canceled"))  # cancel_requested: recorded as CANCELED
+    return public(fold(job_id, store.read(job_id)[0]))
+
+
+def _stop_process(pid: int | None, start_time: str | None) -> None:
     if alive(pid, start_time):
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
@@ -136,10 +179,25 @@ def cancel(store: JobStore, job_id: str) -> dict[str, Any]:
         if alive(pid, start_time):
             _signal_group(pid, signal.SIGKILL)
             time.sleep(POLL_SECONDS)
-    full = fold(job_id, store.read(job_id)[0])
-    if full["state"] not in FINISHED:
-        store.finish_dead(job_id, full, "canceled")
-    return public(fold(job_id, store.read(job_id)[0]))
+
+
+def _cancel_slurm(store: JobStore, job_id: str, slurm_id: str) -> None:
+    """scancel, then wait until the job has recorded its end or Slurm has let it go.
+
+    A PENDING job is simply removed by Slurm; a running one gets SIGTERM and,
+    after the cluster's KillWait, SIGKILL.
+    """
+    from . import slurm
+
+    slurm.cancel(slurm_id)
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS + SLURM_KILL_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if fold(job_id, store.read(job_id)[0])["state"] in FINISHED:
+            return
+        found = slurm.job(slurm_id)
+        if found is not None and not found.active:
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -196,21 +254,31 @@ def run_job(settings: Settings, user: str, job_id: str) -> int:
 
 
 def _run_job(settings: Settings, user: str, job_id: str) -> int:
-    from .fitting import run_fit
+    from .job_output import say
 
     store = JobStore(settings.data_dir, user)
+    upload_key = _take_upload_key()
+    under_slurm = "SLURM_JOB_ID" in os.environ
     signal.signal(signal.SIGTERM, _raise_canceled)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     emit = _recorder(store, job_id)
     ticket: Path | None = None
     try:
-        request = FitRequest.from_json(store.request_path(job_id).read_text())
+        request = read_request(store.request_path(job_id).read_text())
         if fold(job_id, store.read(job_id)[0]).get("pid") is None:
-            emit(event("process", pid=os.getpid(), pid_start=process_start(os.getpid())))
-        ticket, wait_turn = _queue_up(settings, store, job_id, emit)
-        result = run_fit(UserStorage(settings.data_dir, user), settings, request, emit, wait_turn=wait_turn)
+            emit(event("process", pid=os.getpid(), pid_start=process_start(os.getpid()), host=socket.gethostname()))
+        if under_slurm:
+            wait_turn = _running_now(emit)  # Slurm gave this job its turn: no queue of ours
+        else:
+            ticket, wait_turn = _queue_up(settings, store, job_id, emit)
+        done = _run_request(settings, UserStorage(settings.data_dir, user), request, emit, upload_key, wait_turn)
     except _Canceled:
+        if under_slurm and not fold(job_id, store.read(job_id)[0]).get("cancel_requested"):
+            # Not our cancel: a time limit, an administrator's scancel, a
+            # node going down.  Slurm knows which; `jobs` records its verdict.
+            say(f"job {job_id}: SIGTERM from Slurm without a cancel from the tool; Slurm's job state tells why")
+            return 128 + signal.SIGTERM
         emit(event("state", state=CANCELED))
         return 1
     except CtganError as exc:
@@ -224,8 +292,50 @@ def _run_job(settings: Settings, user: str, job_id: str) -> int:
         store.discard_request(job_id)
         if ticket is not None:
             ticket.unlink(missing_ok=True)
-    emit(event("state", state=DONE, model=result["model"]))
+    emit(event("state", state=DONE, **done))
     return 0
+
+
+def _take_upload_key() -> bytes:
+    """The staged upload's key: from the environment under Slurm, else the first line on stdin (``start``)."""
+    if KEY_ENV in os.environ:
+        # Out of the environment at once: nothing this process starts (joblib's workers) inherits it.
+        text = os.environ.pop(KEY_ENV)
+    elif os.isatty(0):
+        text = ""  # started by hand: a fit's upload cannot be read, a sample needs no key
+    else:
+        text = sys.stdin.readline().strip()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""  # the fit then fails to decrypt its upload, with a clear error
+
+
+def _run_request(
+    settings: Settings,
+    storage: UserStorage,
+    request: FitRequest | SampleRequest,
+    emit: Emit,
+    upload_key: bytes,
+    wait_turn: Callable[[], None],
+) -> dict[str, Any]:
+    """Run the fit or the sample; returns what its DONE event records."""
+    if isinstance(request, SampleRequest):
+        from .sampling import run_sample
+
+        wait_turn()
+        result = run_sample(storage, settings, request.model, request.rows, emit, request.conditions, request.seed)
+        return {"output": result["name"]}
+    from .fitting import run_fit
+
+    return {"model": run_fit(storage, settings, request, emit, upload_key, wait_turn=wait_turn)["model"]}
+
+
+def _running_now(emit: Emit) -> Callable[[], None]:
+    def wait_turn() -> None:
+        emit(event("state", state=RUNNING))
+
+    return wait_turn
 
 
 def _recorder(store: JobStore, job_id: str) -> Emit:

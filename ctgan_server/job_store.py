@@ -6,9 +6,11 @@ cancels it.  Its state is the last ``state`` event (``fold``).  Beside the
 log lie the job's request (``<id>.request.json``, see ``fit_request``) until
 the job has loaded it, and its process's own output (``<id>.stderr``).
 
-A job is alive while a process with its PID and the same start time exists;
-comparing start times guards against the PID having been reused.  A QUEUED
-or RUNNING job whose process is gone is marked FAILED by whoever looks.
+A local job is alive while a process with its PID and the same start time
+exists; comparing start times guards against the PID having been reused.  A
+job submitted to Slurm is alive while Slurm says so (``slurm``), however
+long it waits PENDING.  A QUEUED or RUNNING job that is no longer alive is
+given its end by whoever looks: FAILED with the reason, or CANCELED.
 
 A job leaves nothing behind it does not need: its output file holds no value
 of the data (``job_output``), and its files go when the job is deleted, when
@@ -34,9 +36,11 @@ from .wire import (
     FAILED,
     QUEUED,
     RUNNING,
+    CanceledError,
     CtganError,
     InternalError,
     InvalidNameError,
+    LimitError,
     NotFoundError,
     UsageError,
     event,
@@ -126,24 +130,41 @@ class JobStore:
         return events, offset + end
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """The job as `jobs` shows it; a job whose process is gone is marked FAILED here."""
+        """The job as `jobs` shows it; a job that ended without saying so is given its end here."""
         job = fold(job_id, self.read(job_id)[0])
-        if job["state"] in (QUEUED, RUNNING) and not self._running(job):
-            # Read again now that the process is known to be gone: it may have
-            # written its last state and exited between the first read and the check.
-            job = fold(job_id, self.read(job_id)[0])
-            if job["state"] in (QUEUED, RUNNING):
-                self.finish_dead(job_id, job, "the job's process is gone (killed, or the server restarted)")
+        if job["state"] in (QUEUED, RUNNING):
+            end = self._silent_end(job)
+            if end is not None:
+                # Read again now that the job is known to be over: it may have
+                # written its last state and exited between the first read and the check.
                 job = fold(job_id, self.read(job_id)[0])
+                if job["state"] in (QUEUED, RUNNING):
+                    self.finish_dead(job_id, job, end)
+                    job = fold(job_id, self.read(job_id)[0])
         return job
 
-    def _running(self, job: dict[str, Any]) -> bool:
-        if job.get("pid") is None:
-            return time.time() - job.get("created_at", 0) < STARTUP_GRACE_SECONDS
-        return alive(job["pid"], job.get("pid_start"))
+    def _silent_end(self, job: dict[str, Any]) -> CtganError | None:
+        """None while the job may still run; otherwise why it ended, as the error its end records."""
+        if job.get("slurm_id") is not None:
+            from . import slurm
 
-    def finish_dead(self, job_id: str, job: dict[str, Any], reason: str) -> None:
-        """Record the end of a job that can no longer do it itself, and remove what it left half-written."""
+            found = slurm.job(job["slurm_id"])
+            # Slurm unreachable, or the job still PENDING, RUNNING or completing: the log is all there is.
+            return None if found is None or found.active else slurm_end(found)
+        if job.get("pid") is None:
+            young = time.time() - job.get("created_at", 0) < STARTUP_GRACE_SECONDS
+            return None if young else InternalError("the job's process never started")
+        if alive(job["pid"], job.get("pid_start")):
+            return None
+        return InternalError("the job's process is gone (killed, or the server restarted)")
+
+    def finish_dead(self, job_id: str, job: dict[str, Any], end: CtganError) -> None:
+        """Record the end of a job that can no longer do it itself, and remove what it left half-written.
+
+        The end is CANCELED when a cancel was asked for (here or, under
+        Slurm, with scancel: ``end`` is then a CanceledError), FAILED with
+        ``end`` otherwise.
+        """
         model = job.get("saving")
         if model:
             models = UserStorage(self.root.parent, self.user).models_dir
@@ -151,10 +172,12 @@ class JobStore:
             if not (models / model).exists():
                 (models / model.replace(".gz", ".json")).unlink(missing_ok=True)
         self.discard_request(job_id)  # the job died before loading its upload: the staged original goes too
-        if job.get("cancel_requested"):
+        if isinstance(end, CanceledError):
+            self.append(job_id, event("state", state=CANCELED, error=error_fields(end)))
+        elif job.get("cancel_requested"):
             self.append(job_id, event("state", state=CANCELED))
         else:
-            self.append(job_id, failed_event(InternalError(reason)))
+            self.append(job_id, failed_event(end))
 
     def discard_request(self, job_id: str) -> None:
         """Remove the job's request and the staged upload it names, as far as they are still there."""
@@ -256,25 +279,48 @@ class JobStore:
         return len(removed)
 
 
+def error_fields(error: CtganError) -> dict[str, str]:
+    """An error as a job's state event keeps it: its type and message, as an error reply carries them."""
+    return {"type": type(error).__name__, "message": error.message}
+
+
 def failed_event(error: CtganError) -> dict[str, Any]:
-    """The state event of a job that failed: the error's type and message, as an error reply carries them."""
-    return event("state", state=FAILED, error={"type": type(error).__name__, "message": error.message})
+    """The state event of a job that failed."""
+    return event("state", state=FAILED, error=error_fields(error))
+
+
+def slurm_end(found: Any) -> CtganError:
+    """Slurm's verdict on a job that ended without its log saying so (``slurm.SlurmJob``), as the error recorded."""
+    reason = found.verdict()
+    if found.state == "CANCELLED":
+        return CanceledError(reason)
+    if found.state in ("TIMEOUT", "OUT_OF_MEMORY", "DEADLINE"):
+        return LimitError(reason)  # a limit of the cluster's, as max_rows is one of ours
+    return InternalError(reason)
+
+
+# What a state event may carry: QUEUED the job's description, DONE its result, FAILED or CANCELED the error.
+_STATE_KEYS = ("kind", "dataset", "epochs", "rows", "created", "created_at", "model", "output", "error", "pid", "pid_start")
 
 
 def fold(job_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """A job's current picture from its events."""
-    job: dict[str, Any] = {"id": job_id, "state": None, "epoch": 0, "model": None, "error": None}
+    job: dict[str, Any] = {"id": job_id, "kind": "fit", "state": None, "epoch": 0, "model": None, "error": None}
     for record in events:
         kind = record.get("event")
         if kind == "state":
             job["state"] = record["state"]
-            for key in ("dataset", "epochs", "created", "created_at", "model", "error", "pid", "pid_start"):
+            for key in _STATE_KEYS:
                 if key in record:
                     job[key] = record[key]
         elif kind == "process":
             job["pid"], job["pid_start"] = record["pid"], record["pid_start"]
+        elif kind == "slurm":
+            job["slurm_id"] = record["slurm_id"]
         elif kind == "epoch":
             job["epoch"] = record["epoch"]
+        elif kind == "sample":
+            job["sampled"] = record["rows"]
         elif kind == "stage" and record.get("stage") == "saving":
             job["saving"] = record["model"]
         elif kind == "cancel":
@@ -282,7 +328,23 @@ def fold(job_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     return job
 
 
-PUBLIC_KEYS = ("id", "state", "dataset", "epochs", "epoch", "created", "model", "error")
+# A fit's: dataset, epochs, epoch, model (its result); a sample's: model (its
+# source), rows, sampled, output (the stored dataset).  slurm_id is None for a local job.
+PUBLIC_KEYS = (
+    "id",
+    "kind",
+    "state",
+    "dataset",
+    "epochs",
+    "epoch",
+    "created",
+    "model",
+    "rows",
+    "sampled",
+    "output",
+    "error",
+    "slurm_id",
+)
 
 
 def public(job: dict[str, Any]) -> dict[str, Any]:

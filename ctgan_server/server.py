@@ -27,8 +27,10 @@ from .runtime import ctgan_available, require_ctgan
 from .settings import Settings
 from .storage import UserStorage
 from .wire import (
+    DONE,
     MAX_EPOCHS,
     MAX_LINE,
+    MAX_ROWS,
     MAX_SEED,
     PROTOCOL_MAX,
     PROTOCOL_MIN,
@@ -43,6 +45,7 @@ from .wire import (
     decode,
     encode,
     error_reply,
+    job_error,
     negotiate,
     read_frames,
     reply,
@@ -155,7 +158,8 @@ class Server:
         self.greeted = False
         self.failed_logins = 0
         self.storage: UserStorage | None = None
-        self.unclaimed_uploads: set[Path] = set()
+        # Uploads this session received and no fit has claimed yet, with their keys (``sealed_upload``).
+        self.unclaimed_uploads: dict[Path, bytes] = {}
         from .audit import client_address
 
         self.address = client_address()
@@ -354,25 +358,29 @@ class Server:
         if csv_bytes is not None and whole_number(csv_bytes, "csv_bytes", 2**62, minimum=0) > self.settings.max_csv_bytes:
             # The client says how big the CSV is: refuse a hopeless upload before a byte is sent.
             raise csv_too_big(self.settings, filename)
+        from .sealed_upload import SealedWriter
+
         path = self.storage.new_staging_path()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self.unclaimed_uploads.add(path)
         try:
             with os.fdopen(fd, "wb") as fh:
+                sealed = SealedWriter(fh)  # the original never touches the disk in the clear
+                self.unclaimed_uploads[path] = sealed.key
                 self.send({"event": "send"})
                 try:
                     sha256, size = read_frames(
                         self.inbox.read_exactly,
-                        fh.write,
+                        sealed.write,
                         self.settings.max_upload_bytes,
                         upload_too_big(self.settings, filename).message,
                     )
                 except CtganError as exc:
                     # The client is still sending frames: the stream cannot be resynchronised.
                     raise CloseSession(exc) from None
+                sealed.close()
         except BaseException:
             path.unlink(missing_ok=True)
-            self.unclaimed_uploads.discard(path)
+            self.unclaimed_uploads.pop(path, None)
             raise
         return {"token": path.name.split(".")[0], "sha256": sha256, "size": size}
 
@@ -380,7 +388,7 @@ class Server:
         """An upload this session never fitted on must not outlive the session."""
         for path in self.unclaimed_uploads:
             path.unlink(missing_ok=True)
-        self.unclaimed_uploads.clear()
+        self.unclaimed_uploads.clear()  # and with them the only copies of their keys
 
     def do_fit(
         self,
@@ -409,9 +417,11 @@ class Server:
             check_jobs(self.settings, self.jobs.list())
         except CtganError:
             staged.unlink(missing_ok=True)  # a refused fit leaves no original behind
-            self.unclaimed_uploads.discard(staged)
+            self.unclaimed_uploads.pop(staged, None)
             raise
-        if not staged.exists():
+        key = self.unclaimed_uploads.get(staged)
+        if key is None or not staged.exists():
+            # A token from another session, or one already fitted: its key is gone with that session.
             raise NotFoundError("the uploaded file is gone from the staging folder; upload again")
         request = FitRequest(
             token=token,
@@ -423,8 +433,8 @@ class Server:
             seed=seed,
             holdout=holdout,
         )
-        job_id = start(self.settings, self.jobs, request)
-        self.unclaimed_uploads.discard(staged)  # the job owns it now, and deletes it on loading
+        job_id = start(self.settings, self.jobs, request, upload_key=key)
+        del self.unclaimed_uploads[staged]  # the job owns it now, and deletes it on loading
         self.audit("fit", job=job_id)
         return {"job": job_id}
 
@@ -462,6 +472,8 @@ class Server:
 
         if not isinstance(stream, bool):
             raise UsageError(f"stream must be true or false, not {stream!r}")
+        if self.protocol >= 4 and whole_number(rows, "rows", MAX_ROWS) > self.settings.sample_job_rows:
+            return self._sample_as_job(model, rows, conditions, seed, stream)
         frames: FrameWriter | None = None
 
         def emit(event: dict[str, Any]) -> None:
@@ -487,15 +499,55 @@ class Server:
         self.audit("sample", model=model, dataset=result["name"])
         return result
 
+    def _sample_as_job(
+        self, model: str, rows: int, conditions: dict[str, Any] | None, seed: int | None, stream: bool
+    ) -> dict[str, Any]:
+        """A large sample: run it as a job, follow it, then send the stored dataset as a streamed sample's reply.
+
+        The job survives a dropped connection (`jobs follow`, then
+        `download`), can be cancelled, and waits its turn like a fit.  What
+        can be refused is refused here first, so a typo does not queue.
+        """
+        from .fit_request import SampleRequest
+        from .job_runner import follow, start
+        from .limits import check_jobs, check_sample_rows
+        from .transform import parse_conditions
+
+        check_sample_rows(self.settings, rows)
+        if seed is not None:
+            whole_number(seed, "seed", MAX_SEED, minimum=0)
+        if conditions is not None and not isinstance(conditions, dict):
+            raise UsageError("conditions must map column names to values")
+        meta = self.storage.read_model_meta(model)
+        parse_conditions(conditions, meta)
+        check_jobs(self.settings, self.jobs.list())
+        job_id = start(self.settings, self.jobs, SampleRequest(model, rows, conditions, seed))
+        self.audit("sample_job", model=model, job=job_id)
+        self.send({"event": "job", "job": job_id})
+        try:
+            final = follow(self.jobs, job_id, self.send, client_gone=self.inbox.client_gone if self.inbox else None)
+        except ConnectionAbortedError:
+            raise SystemExit(0) from None  # nobody is listening: the job runs on
+        if final["state"] != DONE:
+            raise job_error(final)
+        path = self.storage.dataset_path(final["output"])
+        result = {"name": path.name, "rows": rows, "dtypes": {c["name"]: c["dtype"] for c in meta["columns"]}, "job": job_id}
+        if stream:
+            return {**result, **self._send_file(path)}
+        return {**result, "path": str(path), "size_bytes": path.stat().st_size}
+
     def do_download(self, name: str) -> dict[str, Any]:
         """Send a stored dataset as frames; the reply carries the sha256 the client checks."""
         path = self.storage.dataset_path(name)
         self.audit("download", dataset=path.name)
+        return {"name": path.name, **self._send_file(path)}
+
+    def _send_file(self, path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             self.send({"event": "frames", "name": path.name, "size": os.fstat(fh.fileno()).st_size})
             sha256, size = write_frames(self.out.write, iter(lambda: fh.read(READ_BLOCK), b""))
         self.out.flush()
-        return {"name": path.name, "size_bytes": size, "sha256": sha256}
+        return {"size_bytes": size, "sha256": sha256}
 
 
 def _overrides(given: Any) -> dict[str, list[str]]:

@@ -223,7 +223,7 @@ def error_reply(msg_id: Any, exc: CtganError) -> dict[str, Any]:
     return {"id": msg_id, "error": {"type": type(exc).__name__, "message": exc.message}}
 
 
-def event(kind: str, **fields: Any) -> dict[str, Any]:
+def event(kind: str, /, **fields: Any) -> dict[str, Any]:
     return {"event": kind, **fields}
 
 

@@ -30,6 +30,18 @@ def make_server(root: Path) -> Path:
     return root
 
 
+def seal_upload(path: Path, data: bytes) -> bytes:
+    """Stage ``data`` as `serve` does, encrypted (``sealed_upload``); returns the key its job needs."""
+    from ctgan_server.sealed_upload import SealedWriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        sealed = SealedWriter(fh)
+        sealed.write(data)
+        sealed.close()
+    return sealed.key
+
+
 def write_client_config(path: Path, server: dict[str, object], client_root: Path) -> Path:
     lines = ["[server]"]
     for key, value in server.items():

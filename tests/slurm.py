@@ -16,13 +16,14 @@ nothing is faked.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
 from typing import Iterable
 
 import pytest
+
+from ctgan_server.slurm import parse_scontrol
 
 REQUIRE_ENV = "CTGAN_REQUIRE_SLURM"
 # Node states (sinfo %T) in which the node takes jobs. "completing" is a node
@@ -41,10 +42,6 @@ FINAL_STATES = {
     "PREEMPTED",
 }
 COMMAND_TIMEOUT = 15.0
-# The start of a `Key=value` field in `scontrol show ... -o` output: keys such
-# as `CPUs/Task`, `AllocNode:Sid` and `NtasksPerN:B:S:C` carry / and :.
-_FIELD = re.compile(r"(?:^|\s)([A-Za-z][\w:/]*)=")
-
 
 class SlurmUnavailable(RuntimeError):
     pass
@@ -85,16 +82,6 @@ def require_slurm() -> None:
     pytest.skip(problem)
 
 
-def parse_scontrol_record(line: str) -> dict[str, str]:
-    """One line of `scontrol show job|node -o` as {key: value}; values may hold spaces (paths) but not ` Key=`."""
-    matches = list(_FIELD.finditer(line))
-    fields: dict[str, str] = {}
-    for match, following in zip(matches, [*matches[1:], None]):
-        end = following.start() if following else len(line)
-        fields[match.group(1)] = line[match.end() : end].strip()
-    return fields
-
-
 def scontrol_job(slurm_id: str | int) -> dict[str, str]:
     """What slurmctld knows of a job (`scontrol show job -o ID`); LookupError when it knows no such job.
 
@@ -105,7 +92,7 @@ def scontrol_job(slurm_id: str | int) -> dict[str, str]:
     line = result.stdout.strip().splitlines()[0] if result.stdout.strip() else ""
     if result.returncode != 0 or not line.startswith("JobId="):
         raise LookupError(f"scontrol show job {slurm_id}: {result.stderr.strip() or result.stdout.strip() or result.returncode}")
-    return parse_scontrol_record(line)
+    return parse_scontrol(line)
 
 
 def job_state(record: dict[str, str]) -> str:
@@ -163,7 +150,7 @@ def scontrol_node(name: str | None = None) -> dict[str, str]:
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         raise LookupError(f"scontrol show node {name or ''}: {result.stderr.strip() or result.returncode}")
-    return parse_scontrol_record(lines[0])
+    return parse_scontrol(lines[0])
 
 
 def node_cpus(name: str | None = None) -> int:

@@ -23,22 +23,23 @@ import pytest
 
 from ctgan_server import report
 from ctgan_server.job_store import JobStore
+from ctgan_server.sealed_upload import KEY_ENV
 from ctgan_server.settings import load_settings
 from ctgan_server.storage import UserStorage, iso_utc
 from ctgan_server.wire import PROTOCOL_MAX, QUEUED
-from tests.helpers import REPO, as_user, run_cli
+from tests.helpers import REPO, as_user, run_cli, seal_upload
 
 # Needed only to train, sample and score: none may be loaded before the CSV is parsed.
 HEAVY = ("torch", "ctgan", "rdt", "sdmetrics", "sklearn", "scipy")
 
 
-def _queue_job(server: Path, user: str, csv: bytes, filename: str = "data.csv") -> str:
-    """What `fit` leaves for a job process: the staged upload, the request and a QUEUED log."""
+def _queue_job(server: Path, user: str, csv: bytes, filename: str = "data.csv") -> tuple[str, bytes]:
+    """What `fit` leaves for a job process: the staged upload, the request and a QUEUED log; returns the job and its key."""
     settings = load_settings(server)
     storage = UserStorage(settings.data_dir, user)
     token = uuid.uuid4().hex
     gz = gzip.compress(csv)
-    storage.staged_path(token).write_bytes(gz)
+    key = seal_upload(storage.staged_path(token), gz)
     store = JobStore(settings.data_dir, user)
     store.ensure()
     job_id = store.new_id()
@@ -57,7 +58,7 @@ def _queue_job(server: Path, user: str, csv: bytes, filename: str = "data.csv") 
     store.append(
         job_id, {"event": "state", "state": QUEUED, "dataset": "data", "epochs": 1, "created": iso_utc(now), "created_at": now}
     )
-    return job_id
+    return job_id, key
 
 
 # Runs the job's own entry point.  parse_csv is wrapped to note the heavy
@@ -90,14 +91,14 @@ notes.write(json.dumps({{"exit": code}}) + "\\n")
 
 def test_a_job_imports_no_ml_library_before_its_csv_is_parsed(server_dir: Path):
     csv = b"age,city,income\n" + b"".join(f"{20 + i % 50},{'xyz'[i % 3]},{1000 + 7 * i}\n".encode() for i in range(200))
-    job_id = _queue_job(server_dir, "alice", csv)
+    job_id, key = _queue_job(server_dir, "alice", csv)
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(heavy=HEAVY), "alice", job_id],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=server_dir,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CTGAN_SERVER_DIR": str(server_dir)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CTGAN_SERVER_DIR": str(server_dir), KEY_ENV: key.hex()},
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     parsed = next((line for line in lines if "rows" in line), None)

@@ -45,6 +45,7 @@ from tests.helpers import (
     as_user,
     make_server,
     run_cli,
+    seal_upload,
     write_client_config,
 )
 
@@ -237,8 +238,8 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
     a good upload waits its turn as compressed bytes only, already gone from the disk."""
     bomb, good = _bomb(), gzip.compress(b"a,b\n1,x\n2,y\n3,x\n")
     storage = UserStorage(tmp_path, "alice")  # the uploads where `fit` leaves them for the job
-    storage.staged_path("b" * 32).write_bytes(bomb)
-    storage.staged_path("a" * 32).write_bytes(good)
+    bomb_key = seal_upload(storage.staged_path("b" * 32), bomb)
+    good_key = seal_upload(storage.staged_path("a" * 32), good)
     script = textwrap.dedent(
         f"""
         import resource, sys
@@ -256,7 +257,7 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             request = FitRequest(token="b" * 32, filename="bomb.csv", sha256={hashlib.sha256(bomb).hexdigest()!r}, epochs=1)
-            run_fit(storage, settings, request, lambda e: None, wait_turn=lambda: waited.append(1))
+            run_fit(storage, settings, request, lambda e: None, {bomb_key!r}, wait_turn=lambda: waited.append(1))
         except LimitError as exc:
             print("refused:", exc)
         print("grown_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
@@ -271,7 +272,7 @@ def test_limits_pass_before_pandas_is_imported(tmp_path: Path):
 
         try:
             request = FitRequest(token="a" * 32, filename="good.csv", sha256={hashlib.sha256(good).hexdigest()!r}, epochs=1)
-            run_fit(storage, settings, request, lambda e: None, wait_turn=wait_turn)
+            run_fit(storage, settings, request, lambda e: None, {good_key!r}, wait_turn=wait_turn)
         except Stop:
             pass
         """
@@ -337,7 +338,7 @@ def test_an_oversized_staged_upload_is_refused_unread_and_deleted(tmp_path: Path
     staged = tmp_path / "up.csv.gz"
     staged.write_bytes(b"x" * 2048)
     with pytest.raises(LimitError, match="max_upload_bytes"):
-        take_upload(staged, "0" * 64, _settings(max_upload_bytes=1024))
+        take_upload(staged, "0" * 64, _settings(max_upload_bytes=1024), bytes(32))
     assert not staged.exists()
 
 

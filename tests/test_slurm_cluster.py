@@ -59,7 +59,7 @@ def test_node_has_this_machines_cpus_and_a_full_node_job_queues_the_next():
 
 
 def test_scontrol_records_keep_paths_with_spaces_and_odd_keys():
-    record = slurm.parse_scontrol_record(
+    record = slurm.parse_scontrol(
         "JobId=7 JobName=wrap JobState=PENDING Reason=Resources CPUs/Task=2 AllocNode:Sid=vm:12 "
         "TRES=cpu=2,mem=4G,node=1 StdOut=/tmp/tiny patients/slurm-7.out Power="
     )
