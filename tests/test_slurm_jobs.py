@@ -1,0 +1,162 @@
+"""Fits under `executor = "slurm"`, through the CLI and a real one-node Slurm (`.ci/slurm-up`).
+
+One job runs over a 1-minute time limit for most of this module: it holds
+one of the node's CPUs, so the fit asking for all of them waits PENDING
+behind it, and the other tests run beside it while its minute passes
+(slurmctld looks at time limits only every 30 s or so; the last test waits
+for its TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctgan_server.storage import UserStorage
+from tests import slurm
+from tests.helpers import Cli, make_server, write_client_config
+
+LONG = "10000"  # epochs: a fit that runs until it is stopped
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _slurm_here() -> None:
+    slurm.require_slurm()
+
+
+class SlurmServer:
+    """One server checkout with executor = "slurm"; ``options`` rewrites [service.slurm] for the next submission."""
+
+    def __init__(self, root: Path):
+        self.dir = make_server(root / "server")
+        self.base = (self.dir / "config.toml").read_text() + 'executor = "slurm"\n'
+        client = root / "client"
+        (client / "home").mkdir(parents=True)
+        config = {"host": "local", "server_dir": str(self.dir), "python": sys.executable}
+        self.cli = Cli(write_client_config(client / "config.toml", config, client))
+        self.csv = root / "loans.csv"
+        rng = np.random.default_rng(5)
+        n = 300
+        frame = pd.DataFrame({"amount": rng.normal(9000, 2500, n).round(2), "grade": rng.choice(list("ABCD"), n)})
+        frame.to_csv(self.csv, index=False)
+        self.options()
+
+    def options(self, **slurm_options: object) -> None:
+        lines = [f"{key} = {json.dumps(value)}" for key, value in slurm_options.items()]
+        (self.dir / "config.toml").write_text(self.base + "\n[service.slurm]\n" + "\n".join(lines) + "\n")
+
+    def detach(self, epochs: str = LONG) -> dict:
+        result = self.cli.fit(self.csv, "--detach", "--json", epochs=int(epochs))
+        assert result.code == 0, result.err
+        return self.job(json.loads(result.out)["job"])
+
+    def jobs(self) -> dict[str, dict]:
+        result = self.cli("jobs", "--json")
+        assert result.code == 0, result.err
+        return {job["id"]: job for job in json.loads(result.out)}
+
+    def job(self, job_id: str) -> dict:
+        return self.jobs()[job_id]
+
+    def wait(self, job_id: str, states: set[str], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in states or time.monotonic() > deadline:
+                return job
+            time.sleep(0.5)
+
+    def staged(self) -> list[Path]:
+        return sorted(UserStorage(self.dir, "alice").staging_dir.iterdir())
+
+    def models(self) -> list[str]:
+        return sorted(p.name for p in UserStorage(self.dir, "alice").models_dir.iterdir())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> SlurmServer:
+    return SlurmServer(tmp_path_factory.mktemp("slurm"))
+
+
+@pytest.fixture(scope="module")
+def timing_out(server: SlurmServer) -> dict:
+    """A long fit on one CPU with a 1-minute time limit, RUNNING when a test gets it."""
+    assert not slurm.queue(), f"the test cluster is busy: {slurm.queue()}"
+    server.options(cpus_per_task=1, time_limit="00:01:00")
+    job = server.detach()
+    assert job["slurm_id"], job
+    slurm.wait_slurm_state(job["slurm_id"], "RUNNING", timeout=60)
+    return job
+
+
+def test_a_fit_asking_for_every_cpu_waits_queued_with_its_upload_encrypted_and_cancel_leaves_nothing(
+    server: SlurmServer, timing_out: dict
+):
+    server.options(cpus_per_task=slurm.node_cpus())
+    waiting = server.detach()
+    record = slurm.wait_slurm_state(waiting["slurm_id"], "PENDING", timeout=10)
+    time.sleep(1)  # a scheduling pass: still PENDING, behind the job that holds a CPU
+    assert slurm.job_state(slurm.scontrol_job(waiting["slurm_id"])) == "PENDING", record
+    assert server.job(waiting["id"])["state"] == "QUEUED"
+    # The upload waits on disk, but never readable: not a gzip, not the CSV.
+    [staged] = server.staged()
+    held = staged.read_bytes()
+    assert held[:2] != b"\x1f\x8b" and b"amount,grade" not in held
+    result = server.cli("jobs", "cancel", waiting["id"])
+    assert result.code == 0, result.err
+    job = server.job(waiting["id"])
+    assert job["state"] == "CANCELED" and job["error"] is None, job
+    assert slurm.job_state(slurm.scontrol_job(waiting["slurm_id"])) == "CANCELLED"
+    assert server.staged() == [] and server.models() == []
+    assert server.job(timing_out["id"])["state"] == "RUNNING"
+
+
+def test_cancel_of_a_running_fit_goes_through_scancel(server: SlurmServer, timing_out: dict):
+    server.options(cpus_per_task=1)
+    job = server.detach()
+    slurm.wait_slurm_state(job["slurm_id"], "RUNNING", timeout=60)
+    assert server.wait(job["id"], {"RUNNING"}, timeout=60)["state"] == "RUNNING"
+    result = server.cli("jobs", "cancel", job["id"])
+    assert result.code == 0, result.err
+    assert server.job(job["id"])["state"] == "CANCELED"
+    assert slurm.job_state(slurm.wait_slurm_state(job["slurm_id"], "CANCELLED", timeout=30)) == "CANCELLED"
+    assert server.staged() == [] and server.models() == []
+
+
+def test_an_administrators_scancel_is_reported_with_slurms_reason(server: SlurmServer, timing_out: dict):
+    server.options(cpus_per_task=1)
+    job = server.detach()
+    slurm.wait_slurm_state(job["slurm_id"], "RUNNING", timeout=60)
+    assert server.wait(job["id"], {"RUNNING"}, timeout=60)["state"] == "RUNNING"
+    slurm.scancel(job["slurm_id"])  # not through the tool: the job's log never hears of it
+    ended = server.wait(job["id"], {"CANCELED", "FAILED"}, timeout=60)
+    assert ended["state"] == "CANCELED", ended
+    assert "CANCELLED" in ended["error"]["message"] and "scancel" in ended["error"]["message"], ended
+    assert server.models() == []
+
+
+def test_a_fit_runs_to_done_and_slurm_records_it_completed(server: SlurmServer, timing_out: dict):
+    server.options(cpus_per_task=1)
+    result = server.cli.fit(server.csv, "--json", epochs=1)
+    assert result.code == 0, result.err
+    model = json.loads(result.out)["model"]
+    done = [job for job in server.jobs().values() if job["model"] == model]
+    assert len(done) == 1 and done[0]["state"] == "DONE" and done[0]["slurm_id"], done
+    assert slurm.job_state(slurm.wait_slurm_state(done[0]["slurm_id"], "COMPLETED", timeout=30)) == "COMPLETED"
+    assert model in server.models() and server.staged() == []
+
+
+def test_a_fit_over_its_time_limit_fails_with_timeout(server: SlurmServer, timing_out: dict):
+    ended = server.wait(timing_out["id"], {"DONE", "FAILED", "CANCELED"}, timeout=150)
+    assert ended["state"] == "FAILED", ended
+    assert ended["error"]["message"] == "TIMEOUT after 00:01:00", ended
+    assert ended["error"]["type"] == "LimitError"
+    assert slurm.job_state(slurm.scontrol_job(timing_out["slurm_id"])) == "TIMEOUT"
+    result = server.cli("jobs", "follow", timing_out["id"])
+    assert result.code == 13 and "TIMEOUT after 00:01:00" in result.err, result.err
