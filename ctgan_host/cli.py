@@ -282,7 +282,11 @@ def jobs_follow(app: App, job: str) -> None:
       ctgan-host jobs follow 20261125t130025-a1b2c3
     """
     result = _follow(app.login(), job)
-    ui.out.print(f"Job {job} is DONE; model [bold]{result['model']}[/bold]")
+    if result.get("kind") == "sample":
+        # The rows are stored on the server; `download` brings them here.
+        ui.out.print(f"Job {job} is DONE; dataset [bold]{result['output']}[/bold] ({_prog()} download {result['output']})")
+    else:
+        ui.out.print(f"Job {job} is DONE; model [bold]{result['model']}[/bold]")
 
 
 @jobs.command("cancel")
@@ -518,8 +522,27 @@ def sample(app: App, model: str | None, rows: int | None, out: str | None, condi
     model = _pick(app, model, client.models, ui.models_table, "Please enter model to load", "MODEL argument")
     if rows is None:
         rows = app.ask("Please enter sampling size", "--rows", type=ROWS)
-    with ui.TransferProgress(f"sample {model}", total=rows, rows=True) as progress:
-        path, stored = client.sample_to_file(model, rows, out, conditions=wanted, seed=seed, on_rows=progress)
+    job: str | None = None
+
+    def on_event(event: dict[str, Any]) -> None:
+        # A sample over the server's sample_job_rows runs as a job: its rows
+        # count up as the job writes them, before the file streams down.
+        nonlocal job
+        if event.get("event") == "job":
+            job = event["job"]
+            print(f"Sampling as job {job}; it runs on if this connection drops ({_prog()} jobs follow {job})", file=sys.stderr)
+        elif event.get("event") == "sample":
+            progress(event["rows"])
+
+    try:
+        with ui.TransferProgress(f"sample {model}", total=rows, rows=True) as progress:
+            path, stored = client.sample_to_file(
+                model, rows, out, conditions=wanted, seed=seed, on_rows=progress, on_event=on_event
+            )
+    except KeyboardInterrupt:
+        if job is None:
+            raise
+        raise Detached(job, _prog()) from None
     ui.out.print(f"Wrote {path} ({rows} rows); stored on the server as {stored['name']}")
 
 

@@ -302,7 +302,11 @@ class Client:
         """Sample on the server, store the result there, and bring back a plain CSV.
 
         The file streams back while the server is still sampling; ``on_rows``
-        is told the rows received so far.  ``conditions`` maps discrete
+        is told the rows received so far.  A sample of more rows than the
+        server's ``sample_job_rows`` runs there as a job instead: ``on_event``
+        first gets ``{"event": "job", "job": ID}``, then the job's events
+        (``sample`` ones count the rows written), and the file comes down
+        once it is whole.  ``conditions`` maps discrete
         columns to the value every row must have; ``seed`` makes the file
         repeatable for one model.
         """

@@ -72,21 +72,30 @@ def datasets_table(datasets: list[dict[str, Any]]) -> Table:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    """Fits and samples: what each works on, how far it is, and what it made or why it ended."""
     table = Table(title="Jobs", title_justify="left")
-    for col in ("id", "state", "dataset", "epoch", "created (UTC)", "model or error"):
+    on_slurm = any(j.get("slurm_id") for j in jobs)
+    for col in ("id", "kind", "state", "from", "progress", "created (UTC)", "result or error") + (("slurm",) if on_slurm else ()):
         table.add_column(col)
     colours = {"DONE": "green", "FAILED": "red", "CANCELED": "yellow", "RUNNING": "cyan", "QUEUED": "blue"}
     for j in jobs:
-        detail = j.get("model") or (j.get("error") or {}).get("message") or ""
+        sample = j.get("kind") == "sample"
+        detail = (j.get("output") if sample else j.get("model")) or (j.get("error") or {}).get("message") or ""
         state = j.get("state") or "?"
-        table.add_row(
+        if sample:
+            progress = f"{j.get('sampled') or 0:,}/{j.get('rows') or 0:,} rows"
+        else:
+            progress = f"{j.get('epoch') or 0}/{j.get('epochs') or '?'}"
+        row = [
             j["id"],
+            j.get("kind") or "fit",
             f"[{colours.get(state, 'white')}]{state}[/]",
-            str(j.get("dataset") or ""),
-            f"{j.get('epoch') or 0}/{j.get('epochs') or '?'}",
+            str((j.get("model") if sample else j.get("dataset")) or ""),
+            progress,
             str(j.get("created") or ""),
             detail,
-        )
+        ]
+        table.add_row(*row, *((str(j.get("slurm_id") or ""),) if on_slurm else ()))
     return table
 
 
@@ -172,6 +181,13 @@ class FitProgress:
     def _on_state(self, event: dict[str, Any]) -> None:
         if event["state"] == "QUEUED":
             note("Queued on the server; waiting for a free slot...")
+
+    def _on_sample(self, event: dict[str, Any]) -> None:
+        # A sample job being followed (`jobs follow`): rows written so far.
+        if self.progress is not None:
+            self._bar("sampling", event["rows"], event["total"])
+        elif event["rows"] == event["total"]:
+            err.print(f"Sampled {event['total']:,} rows")
 
     def _on_plan_column(self, event: dict[str, Any]) -> None:
         if self.progress is not None:

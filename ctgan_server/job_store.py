@@ -190,6 +190,29 @@ class JobStore:
             UserStorage(self.root.parent, self.user).staged_path(token).unlink(missing_ok=True)
         request.unlink(missing_ok=True)
 
+    def waiting_uploads(self) -> list[Path]:
+        """The staged uploads of jobs that have not loaded them yet and are still alive.
+
+        Each job with a request is looked at first (``status``), so that one
+        that died waiting has its request and upload removed, not kept.
+        """
+        if not self.dir.is_dir():
+            return []
+        storage = UserStorage(self.root.parent, self.user)
+        uploads = []
+        for request in sorted(self.dir.glob("*.request.json")):
+            job_id = request.name[: -len(".request.json")]
+            if not _JOB_ID.fullmatch(job_id) or not self.log_path(job_id).exists():
+                continue  # an orphan: ``sweep`` takes it when it is old
+            self.status(job_id)
+            try:
+                token = request_token(request.read_text())
+            except FileNotFoundError:
+                continue  # loaded or discarded meanwhile
+            if token is not None:
+                uploads.append(storage.staged_path(token))
+        return uploads
+
     def list(self) -> list[dict[str, Any]]:
         if not self.dir.is_dir():
             return []

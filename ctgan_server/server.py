@@ -242,11 +242,12 @@ class Server:
             raise UsageError("already logged in")
         name = self._authenticate(user, password)
         self.storage = UserStorage(self.settings.data_dir, name)
-        self.storage.sweep_leftovers()
         from .job_store import JobStore
 
         self.jobs = JobStore(self.settings.data_dir, name)
         self.jobs.sweep(self.settings.job_retention_days)
+        # A job waiting its turn (hours, PENDING under Slurm) keeps its staged upload; whatever else is old goes.
+        self.storage.sweep_leftovers(keep=self.jobs.waiting_uploads())
         return {"user": name}
 
     def _authenticate(self, user: Any, password: Any) -> str:
@@ -328,7 +329,10 @@ class Server:
         meta = self.storage.read_model_meta(model)
         if not meta.get("report"):
             raise NotFoundError(f"model {model} has no report (it was made before reports existed); refit it")
-        return {"model": model, **meta["report"], "losses": meta.get("fit", {}).get("losses", [])}
+        fit = meta.get("fit", {})
+        # Where it trained, beside how: the model JSON's device facts (None for models made before it kept them).
+        facts = {"losses": fit.get("losses", []), "device": fit.get("device"), "device_name": fit.get("device_name")}
+        return {"model": model, **meta["report"], **facts}
 
     def do_doctor(self) -> list[dict[str, Any]]:
         """The server's health as any user may see it (doctor.USER_CHECKS): none of another user's file names or keys."""
@@ -522,7 +526,7 @@ class Server:
         parse_conditions(conditions, meta)
         check_jobs(self.settings, self.jobs.list())
         job_id = start(self.settings, self.jobs, SampleRequest(model, rows, conditions, seed))
-        self.audit("sample_job", model=model, job=job_id)
+        self.audit("sample", model=model, job=job_id)
         self.send({"event": "job", "job": job_id})
         try:
             final = follow(self.jobs, job_id, self.send, client_gone=self.inbox.client_gone if self.inbox else None)

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from .wire import (
     SYNTHETIC_SUFFIX,
@@ -219,14 +219,16 @@ class UserStorage:
             raise InvalidNameError(f"invalid upload token {token!r}")
         return self.staging_dir / f"{token}{STAGED_SUFFIX}"
 
-    def sweep_leftovers(self, now: float | None = None) -> int:
+    def sweep_leftovers(self, now: float | None = None, keep: Iterable[Path] = ()) -> int:
         """Remove what a killed server left: unclaimed uploads and unfinished temporary files.
 
         Only files older than STALE_SECONDS go, so a concurrent session of the
-        same user that is mid-upload or mid-write is not disturbed.
+        same user that is mid-upload or mid-write is not disturbed; the
+        uploads in ``keep`` (of jobs still waiting to load them) stay however old.
         """
         now = time.time() if now is None else now
-        candidates = list(self.staging_dir.iterdir())
+        kept = set(keep)
+        candidates = [path for path in self.staging_dir.iterdir() if path not in kept]
         for folder in (self.models_dir, self.synthetic_dir):
             candidates += folder.glob(".*.tmp")
         removed = 0

@@ -30,6 +30,20 @@ def make_server(root: Path) -> Path:
     return root
 
 
+def make_local_setup(root: Path) -> tuple[Path, Path]:
+    """A server checkout and a client config that reaches it with the local transport, under ``root``; returns both.
+
+    For module-scoped fixtures; per test, conftest's ``server_dir`` and ``local_config`` do the same.
+    """
+    server = make_server(root / "server")
+    client = root / "client"
+    (client / "home").mkdir(parents=True)
+    config = write_client_config(
+        client / "config.toml", {"host": "local", "server_dir": str(server), "python": sys.executable}, client
+    )
+    return server, config
+
+
 def seal_upload(path: Path, data: bytes) -> bytes:
     """Stage ``data`` as `serve` does, encrypted (``sealed_upload``); returns the key its job needs."""
     from ctgan_server.sealed_upload import SealedWriter

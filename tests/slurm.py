@@ -43,6 +43,7 @@ FINAL_STATES = {
 }
 COMMAND_TIMEOUT = 15.0
 
+
 class SlurmUnavailable(RuntimeError):
     pass
 

@@ -358,3 +358,22 @@ def test_jobs_delete_and_models_delete_remove_the_logs_through_the_cli(local_con
     assert json.loads(_by_env(local_config, "jobs", "--json").out) == []
     audit = (server_dir / "audit" / "alice.log").read_text()
     assert f"delete local job={by_model[model_a]}" in audit and f"delete local model={model_b}" in audit
+
+
+def test_the_login_sweep_keeps_the_upload_of_a_job_still_waiting_however_old(tmp_path):
+    """A job can wait hours (PENDING under Slurm): its staged upload stays; a dead job's and an unclaimed one go."""
+    from ctgan_server.storage import UserStorage
+
+    store, storage = JobStore(tmp_path, "alice"), UserStorage(tmp_path, "alice")
+    dead = {"event": "process", "pid": os.getpid(), "pid_start": "1"}  # a start time this pid never had
+    staged = {}
+    for name, process in (("waiting", _me()), ("dead", dead), ("unclaimed", None)):
+        token = os.urandom(16).hex()
+        staged[name] = storage.staged_path(token)
+        staged[name].write_bytes(b"sealed bytes")
+        _age(staged[name], 1)
+        if process is not None:
+            job = _job(store, _queued(), process)
+            store.request_path(job).write_text(json.dumps({"token": token}))
+    storage.sweep_leftovers(keep=store.waiting_uploads())
+    assert [name for name, path in staged.items() if path.exists()] == ["waiting"]

@@ -10,7 +10,6 @@ for its TIMEOUT).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from ctgan_server.storage import UserStorage
 from tests import slurm
-from tests.helpers import Cli, make_server, write_client_config
+from tests.helpers import Cli, make_local_setup
 
 LONG = "10000"  # epochs: a fit that runs until it is stopped
 
@@ -34,12 +33,9 @@ class SlurmServer:
     """One server checkout with executor = "slurm"; ``options`` rewrites [service.slurm] for the next submission."""
 
     def __init__(self, root: Path):
-        self.dir = make_server(root / "server")
+        self.dir, config = make_local_setup(root)
         self.base = (self.dir / "config.toml").read_text() + 'executor = "slurm"\n'
-        client = root / "client"
-        (client / "home").mkdir(parents=True)
-        config = {"host": "local", "server_dir": str(self.dir), "python": sys.executable}
-        self.cli = Cli(write_client_config(client / "config.toml", config, client))
+        self.cli = Cli(config)
         self.csv = root / "loans.csv"
         rng = np.random.default_rng(5)
         n = 300
