@@ -401,6 +401,7 @@ def train_model(settings: Settings, request: FitRequest, prepared: Prepared, emi
     # (both hold the GIL: 4.8 s either way on 100k rows).
     from ctgan import CTGAN
 
+    from .memory_estimate import refuse_oversized
     from .preprocessing import fast_preprocessing
 
     device = configure_torch(settings)
@@ -413,7 +414,9 @@ def train_model(settings: Settings, request: FitRequest, prepared: Prepared, emi
     def preprocessed(step: str, column: int, columns: int) -> None:
         emit(event("preprocess", step=step, column=column, columns=columns))
 
-    with epoch_events(model, request.epochs, emit), fast_preprocessing(preprocessed):
+    # A fit too big for the device is refused once the transformer knows the encoded width, before the
+    # training matrix is made (memory_estimate), instead of dying of an out-of-memory error mid-run.
+    with epoch_events(model, request.epochs, emit), fast_preprocessing(preprocessed), refuse_oversized(model, device, emit):
         model.fit(prepared.train, prepared.discrete_columns)
     prepared.train = None
     drop_training_rows(model)
