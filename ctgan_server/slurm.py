@@ -119,7 +119,11 @@ def submit(settings: Settings, user: str, job_id: str, output: Path, secret_env:
         *settings.slurm.sbatch_args(),
         f"--wrap=exec {shlex.join(command)}",
     ]
-    done = _run(args, env=minimal_env(extra))
+    env = minimal_env(extra)
+    # Slurm sets the GPUs it grants (gres) in the job's own environment; this
+    # host's CUDA_VISIBLE_DEVICES means nothing on another node.
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    done = _run(args, env=env)
     if done.returncode != 0:
         raise ServerEnvironmentError(f"sbatch refused the job: {_first_line(done.stderr or done.stdout)}")
     slurm_id = done.stdout.strip().split(";")[0]  # --parsable: "ID" or "ID;cluster"

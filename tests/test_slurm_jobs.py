@@ -148,6 +148,18 @@ def test_a_fit_runs_to_done_and_slurm_records_it_completed(server: SlurmServer, 
     assert model in server.models() and server.staged() == []
 
 
+def test_a_fit_sbatch_refuses_ends_in_one_line_and_leaves_no_upload(server: SlurmServer):
+    server.options(partition="no_such_partition")
+    before = set(server.jobs())
+    result = server.cli.fit(server.csv, "--detach", "--json")
+    assert result.code == 8, result.err  # ServerEnvironmentError: the server's set-up, not the user's input
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("Error: sbatch refused the job:") and "partition" in line, line
+    [job] = [job for job in server.jobs().values() if job["id"] not in before]
+    assert job["state"] == "FAILED" and job["slurm_id"] is None
+    assert server.staged() == []
+
+
 def test_a_fit_over_its_time_limit_fails_with_timeout(server: SlurmServer, timing_out: dict):
     ended = server.wait(timing_out["id"], {"DONE", "FAILED", "CANCELED"}, timeout=150)
     assert ended["state"] == "FAILED", ended
