@@ -182,6 +182,13 @@ class FitProgress:
         if event["state"] == "QUEUED":
             note("Queued on the server; waiting for a free slot...")
 
+    def _on_memory(self, event: dict[str, Any]) -> None:
+        # memory_estimate's check, made before training: what the fit needs where.
+        for pool in event.get("pools") or []:
+            available = pool.get("available")
+            of = f" of {available / 2**30:.1f} GiB available" if available is not None else ""
+            note(f"Memory ({pool.get('memory', '?')}): the fit needs about {(pool.get('needed') or 0) / 2**30:.2f} GiB{of}")
+
     def _on_sample(self, event: dict[str, Any]) -> None:
         # A sample job being followed (`jobs follow`): rows written so far.
         if self.progress is not None:
@@ -218,6 +225,13 @@ class FitProgress:
 
     def _on_report_part(self, event: dict[str, Any]) -> None:
         note(f"  report: {event['part']}...")
+
+    def _on_memory(self, event: dict[str, Any]) -> None:
+        # memory_estimate's check, made before training: what the fit needs where.
+        for pool in event.get("pools") or []:
+            available = pool.get("available")
+            of = f" of {available / 2**30:.1f} GiB available" if available is not None else ""
+            note(f"Memory ({pool.get('memory', '?')}): the fit needs about {(pool.get('needed') or 0) / 2**30:.2f} GiB{of}")
 
     def _on_sample(self, event: dict[str, Any]) -> None:
         print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
@@ -296,7 +310,7 @@ def comparison_table(original: Any, synthetic: Any) -> Table:
     return table
 
 
-REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes")
+REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes", "device", "device_name")
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -324,6 +338,8 @@ def print_report(report: dict[str, Any], title: str) -> None:
     q, p = report.get("quality") or {}, report.get("privacy") or {}
     out.print(f"[bold]{title}[/bold]")
     out.print(f"[bold]{report.get('verdict', '')}[/bold]")
+    if report.get("device"):  # models made before 0.2.0 did not keep it
+        out.print(f"Trained on {report['device']} ({report.get('device_name') or 'unknown device'})")
     scores = Table(title="Quality (sdmetrics QualityReport)", title_justify="left")
     scores.add_column("score")
     scores.add_column("value", justify="right")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import subprocess
 import sys
 from typing import Any
 
@@ -39,8 +40,27 @@ def configure_torch(settings: Settings) -> Any:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     cuda = torch.cuda.is_available()
-    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())] if cuda and settings.device == "auto" else []
+    free = free_gpu_memory(torch.cuda.device_count()) if cuda and settings.device == "auto" else []
     return torch.device(pick_device(settings.device, cuda, free))
+
+
+def free_gpu_memory(count: int) -> list[int]:
+    """Each visible GPU's free bytes, asked in a child process; all zero (so the first) when there is no choice or no answer.
+
+    ``torch.cuda.mem_get_info`` opens a CUDA context on each GPU it asks
+    about, a few hundred MB that would stay on every other GPU for the
+    whole job; a child process's contexts go when it exits.  Only a
+    multi-GPU server pays for it (about the time of one torch import).
+    """
+    if count <= 1:
+        return [0] * count
+    code = "import torch; print(*(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+        free = [int(n) for n in done.stdout.split()]
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        free = []
+    return free if len(free) == count else [0] * count
 
 
 def pick_device(setting: str, cuda_available: bool, free_bytes: list[int]) -> str:

@@ -37,3 +37,11 @@ def test_the_cpu_is_named():
     import torch
 
     assert device_name(torch.device("cpu")).strip()
+
+
+def test_free_memory_is_asked_only_when_there_is_a_choice_and_a_failed_answer_means_the_first_gpu():
+    from ctgan_server.runtime import free_gpu_memory
+
+    assert free_gpu_memory(0) == [] and free_gpu_memory(1) == [0]
+    # This machine has no GPU: the child process cannot answer for two, so "auto" falls back to cuda:0.
+    assert pick_device("auto", True, free_gpu_memory(2)) == "cuda:0"

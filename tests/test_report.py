@@ -118,7 +118,8 @@ def test_fit_report_is_stored_without_records_and_shown(local_config, server_dir
     shown = run_cli(local_config, *opts, "report", model, "--json", input=stdin)
     assert shown.code == 0, shown.err
     data = json.loads(shown.out)
-    assert set(data) == {"quality", "privacy", "verdict", "notes"}
+    assert set(data) == {"quality", "privacy", "verdict", "notes", "device", "device_name"}
+    assert data["device"] == "cpu" and data["device_name"]
     for key in ("score", "column_shapes"):
         assert 0 <= data["quality"][key] <= 1
     # sdmetrics scores pair trends only for strongly related real pairs; a random split may leave none
