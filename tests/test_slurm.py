@@ -1,15 +1,23 @@
-"""Fits under `executor = "slurm"`, through the CLI and a real one-node Slurm (`.ci/slurm-up`).
+"""Slurm, real: the one-node cluster `.ci/slurm-up` starts, then fits under `executor = "slurm"` through the CLI.
 
-One job runs over a 1-minute time limit for most of this module: it holds
-one of the node's CPUs, so the fit asking for all of them waits PENDING
-behind it, and the other tests run beside it while its minute passes
-(slurmctld looks at time limits only every 30 s or so; the last test waits
-for its TIMEOUT).
+One file, so that nothing else submits to the cluster while these run: the
+tests that need the whole node (and the jobs here that take part of it)
+would otherwise wait on, or race, each other when the suite runs in parallel.
+
+The cluster's own tests come first: it runs batch jobs, reports how they
+ended, and queues a job asking for every CPU behind one that holds them.
+
+Then the executor.  One job runs over a 1-minute time limit for most of
+that part: it holds one of the node's CPUs, so the fit asking for all of
+them waits PENDING behind it, and the other tests run beside it while its
+minute passes (slurmctld looks at time limits only every 30 s or so; the
+last test waits for its TIMEOUT).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +35,54 @@ LONG = "10000"  # epochs: a fit that runs until it is stopped
 @pytest.fixture(scope="module", autouse=True)
 def _slurm_here() -> None:
     slurm.require_slurm()
+
+
+# -- the cluster itself ------------------------------------------------------------
+
+
+def test_batch_jobs_end_and_scontrol_still_reports_how(tmp_path: Path):
+    good = slurm.sbatch("--output", str(tmp_path / "good.out"), "--time=1", wrap="echo ran on $SLURM_JOB_NODELIST")
+    bad = slurm.sbatch("--output", str(tmp_path / "bad.out"), "--time=1", wrap="echo failing >&2; exit 3")
+    try:
+        done = slurm.wait_slurm_state(good, "COMPLETED", timeout=60)
+        failed = slurm.wait_slurm_state(bad, "FAILED", timeout=60)
+    finally:
+        slurm.scancel(good, bad)
+    assert done["ExitCode"] == "0:0"
+    assert (tmp_path / "good.out").read_text().strip() == f"ran on {done['NodeList']}"
+    assert failed["ExitCode"] == "3:0"
+    assert (tmp_path / "bad.out").read_text().strip() == "failing"
+    # No --mem: the job gets DefMemPerCPU, not the whole node's memory (which would block every other job).
+    assert _megabytes(done["MinMemoryCPU"]) * int(done["NumCPUs"]) < int(slurm.scontrol_node(done["NodeList"])["RealMemory"])
+
+
+def _megabytes(size: str) -> int:
+    """scontrol's `2G`, `1500M` as MB."""
+    return int(float(size[:-1]) * {"M": 1, "G": 1024, "T": 1024 * 1024}[size[-1]])
+
+
+def test_node_has_this_machines_cpus_and_a_full_node_job_queues_the_next():
+    cpus = slurm.node_cpus()
+    assert cpus == len(os.sched_getaffinity(0))
+    assert not slurm.queue(), "another job holds the node; this test needs all of it"
+    first = slurm.sbatch(f"--cpus-per-task={cpus}", "--output=/dev/null", "--time=5", wrap="sleep 300")
+    second = slurm.sbatch(f"--cpus-per-task={cpus}", "--output=/dev/null", "--time=5", wrap="sleep 300")
+    try:
+        assert slurm.wait_slurm_state(first, "RUNNING", timeout=60)["NumCPUs"] == str(cpus)
+        # The scheduler gives a waiting job its reason on its next pass.
+        deadline = time.monotonic() + 30
+        while (waiting := slurm.scontrol_job(second))["Reason"] != "Resources" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (waiting["JobState"], waiting["Reason"]) == ("PENDING", "Resources")
+        slurm.scancel(first)
+        slurm.wait_slurm_state(second, "RUNNING", timeout=60)
+    finally:
+        slurm.scancel(first, second)
+    assert slurm.wait_slurm_state(first, "CANCELLED", timeout=30)["JobState"] == "CANCELLED"
+    assert slurm.wait_slurm_state(second, "CANCELLED", timeout=30)["JobState"] == "CANCELLED"
+
+
+# -- fits under executor = "slurm" -------------------------------------------------
 
 
 class SlurmServer:
