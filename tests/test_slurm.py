@@ -198,10 +198,19 @@ def test_a_fit_runs_to_done_and_slurm_records_it_completed(server: SlurmServer, 
     result = server.cli.fit(server.csv, "--json", epochs=1)
     assert result.code == 0, result.err
     model = json.loads(result.out)["model"]
-    done = [job for job in server.jobs().values() if job["model"] == model]
+    done = [job for job in server.jobs().values() if job["model"] == model and job["kind"] == "fit"]
     assert len(done) == 1 and done[0]["state"] == "DONE" and done[0]["slurm_id"], done
     assert slurm.job_state(slurm.wait_slurm_state(done[0]["slurm_id"], "COMPLETED", timeout=30)) == "COMPLETED"
     assert model in server.models() and server.staged() == []
+    # A sample over sample_job_rows is a Slurm job too, and its rows still come down as a CSV.
+    server.base += "sample_job_rows = 100\n"  # [service], before the [service.slurm] table
+    server.options(cpus_per_task=1)
+    sampled = server.cli("sample", model, "--rows", "500")
+    assert sampled.code == 0, sampled.err
+    [job] = [job for job in server.jobs().values() if job["kind"] == "sample"]
+    assert job["state"] == "DONE" and job["slurm_id"] and job["sampled"] == 500, job
+    written = server.cli.config.parent / "synthetic" / job["output"].removesuffix(".gz")
+    assert len(written.read_text().splitlines()) == 501
 
 
 def test_a_fit_sbatch_refuses_ends_in_one_line_and_leaves_no_upload(server: SlurmServer):
