@@ -21,6 +21,7 @@ from ctgan_server.wire import (
     MAX_HOLDOUT,
     MAX_ROWS,
     MAX_SEED,
+    PROTECT_LEVELS,
     CtganError,
     NotFoundError,
     UsageError,
@@ -169,6 +170,19 @@ def _resolve_csv(name: str, folder: Path) -> Path:
     metavar="F",
     help="share of rows kept out of training, to measure memorisation",
 )
+@click.option(
+    "--protect",
+    type=click.Choice(PROTECT_LEVELS),
+    default="rare",
+    show_default=True,
+    help="value protection: rare categories never come back, extremes are bounded by quantiles",
+)
+@click.option(
+    "--constraints",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="a TOML file of [[rule]] tables every synthetic row keeps",
+)
 @click.option("--detach", is_flag=True, help='start the fit as a job and return at once (with --json: {"job": ID})')
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
@@ -184,6 +198,8 @@ def fit(
     ignore: tuple[str, ...],
     seed: int | None,
     holdout: float,
+    protect: str,
+    constraints: str | None,
     detach: bool,
     yes: bool,
     as_json: bool,
@@ -196,9 +212,11 @@ def fit(
     \b
     Example:
       ctgan-host fit loans.csv --epochs 300 --discrete branch_code
+      ctgan-host fit loans.csv --constraints rules.toml --protect strict
     """
     interactive = ui.stdin_is_terminal()
     path = _local_csv(app, csv, interactive)
+    rules = _rules_for(constraints, path)
     user, password = app.credentials()
     if epochs is None:
         epochs = app.ask("Please choose number of epochs for fitting", "--epochs", type=EPOCHS) if interactive else DEFAULT_EPOCHS
@@ -219,8 +237,15 @@ def fit(
             ignore=ignore,
             seed=seed,
             holdout=holdout,
+            protect=protect,
+            constraints=rules,
             on_upload=progress,
         )
+    _follow_fit(client, job, detach, as_json)
+
+
+def _follow_fit(client: Client, job: str, detach: bool, as_json: bool) -> None:
+    """After the fit has started: say how to follow it (--detach), or follow it to its model."""
     if detach:
         if as_json:
             ui.print_json({"job": job})
@@ -232,6 +257,17 @@ def fit(
         ui.print_json({"model": model})
     else:
         ui.out.print(f"Model saved on the server as [bold]{model}[/bold]")
+
+
+def _rules_for(constraints: str | None, csv: Path) -> list[dict[str, Any]] | None:
+    """The rules file, read and matched against the CSV's header before the password is asked for."""
+    if not constraints:
+        return None
+    from .rules_file import check_rule_columns, csv_header, load_rules
+
+    rules = load_rules(constraints)
+    check_rule_columns(rules, csv_header(csv), csv.name)
+    return rules
 
 
 def _follow(client: Client, job: str) -> dict[str, Any]:

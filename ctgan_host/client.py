@@ -29,6 +29,7 @@ from ctgan_server.wire import (
     VersionMismatchError,
     check_file_name,
     check_holdout,
+    check_protect,
     dataset_stem,
     job_error,
     whole_number,
@@ -58,6 +59,11 @@ def check_local_csv(path: str | os.PathLike) -> Path:
     if path.stat().st_size == 0:
         raise BadDataError(f"{path.name} is empty")
     return path
+
+
+def _kind_overrides(**names: Iterable[str]) -> dict[str, list[str]]:
+    """The kind options given (discrete, continuous, datetime, id, ignore), as the `fit` method takes them."""
+    return {option: [str(c) for c in columns] for option, columns in names.items() if columns}
 
 
 def plain_name(stored_name: str) -> str:
@@ -210,33 +216,37 @@ class Client:
         ignore: Iterable[str] = (),
         seed: int | None = None,
         holdout: float = 0.0,
+        protect: str = "rare",
+        constraints: "str | os.PathLike | list[dict[str, Any]] | None" = None,
     ) -> str:
         """Upload and start the fit as a job on the server; returns the job id without waiting.
 
         ``discrete``, ``continuous``, ``datetime``, ``ids`` and ``ignore`` name
         columns whose kind the server would otherwise guess; ``seed`` makes the
         fit repeatable on CPU; ``holdout`` is the share of rows kept out of training and used only to
-        measure memorisation in the fit's report.
+        measure memorisation in the fit's report.  ``protect`` is the value
+        protection (none, rare or strict); ``constraints`` is a rules file's
+        path or its list of rules, which every synthetic row then keeps.
         """
+        from .rules_file import check_rule_columns, csv_header, load_rules
+
         check_holdout(holdout)
+        check_protect(protect)
+        rules = load_rules(constraints) if constraints is not None else []
         whole_number(epochs, "epochs", MAX_EPOCHS)
         if seed is not None:
             whole_number(seed, "seed", MAX_SEED, minimum=0)
-        overrides = {
-            option: [str(c) for c in names]
-            for option, names in (
-                ("discrete", discrete),
-                ("continuous", continuous),
-                ("datetime", datetime),
-                ("id", ids),
-                ("ignore", ignore),
-            )
-            if names
-        }
+        overrides = _kind_overrides(discrete=discrete, continuous=continuous, datetime=datetime, id=ids, ignore=ignore)
         params = {"epochs": epochs, "overrides": overrides, "seed": seed, "holdout": holdout, "text_columns": []}
+        if protect != "rare":  # the default is left out, so a server before rules and protection still fits
+            params["protect"] = protect
+        if rules:
+            params["constraints"] = rules
         if isinstance(data, (str, os.PathLike)):
             path = check_local_csv(data)
+            check_rule_columns(rules, csv_header(path), path.name)
             return self._fit_file(path, f"{name}.csv" if name else path.name, params, on_upload)
+        check_rule_columns(rules, map(str, data.columns), "the DataFrame")
         with tempfile.TemporaryDirectory(prefix="ctgan_host_") as tmp:
             path = Path(tmp) / f"{dataset_stem(name or 'dataframe')}.csv"
             data.to_csv(path, index=False)

@@ -4,4 +4,4 @@ Kept import-free on purpose: ``python -m ctgan_server serve`` must take hold of
 stdout before anything else gets the chance to print on it.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -40,6 +40,8 @@ class FitRequest:
     text_columns: tuple[str, ...] = ()  # read as text whatever they look like
     seed: int | None = None
     holdout: float = 0.0  # the share of rows kept out of training for the report
+    protect: str = "rare"  # value protection (`fit --protect`): none, rare or strict
+    constraints: tuple[dict[str, Any], ...] = ()  # rules the synthetic rows keep (``wire.check_rules``)
 
     def __post_init__(self) -> None:
         # JSON has only lists: tuples here, so a request read back equals the one written.
@@ -47,6 +49,7 @@ class FitRequest:
         object.__setattr__(self, "overrides", overrides)
         object.__setattr__(self, "text_columns", tuple(map(str, self.text_columns or ())))
         object.__setattr__(self, "holdout", float(self.holdout or 0.0))
+        object.__setattr__(self, "constraints", tuple(dict(rule) for rule in self.constraints or ()))
 
     @property
     def dataset(self) -> str:

@@ -42,6 +42,8 @@ from .wire import (
     ProtocolError,
     UsageError,
     check_holdout,
+    check_protect,
+    check_rules,
     decode,
     encode,
     error_reply,
@@ -404,6 +406,8 @@ class Server:
         text_columns: list[str] | None = None,
         seed: int | None = None,
         holdout: float = 0.0,
+        protect: str = "rare",
+        constraints: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Start the fit as a detached job; the job loads and deletes the upload itself."""
         from .fit_request import FitRequest
@@ -417,6 +421,8 @@ class Server:
             if seed is not None:
                 whole_number(seed, "seed", MAX_SEED, minimum=0)
             holdout = check_holdout(holdout)
+            protect = check_protect(protect)
+            rules = check_rules(constraints or [])  # their columns and the data are checked by the job
             check_quota(self.settings, self.storage)
             check_jobs(self.settings, self.jobs.list())
         except CtganError:
@@ -436,6 +442,8 @@ class Server:
             text_columns=tuple(str(c) for c in text_columns or ()),
             seed=seed,
             holdout=holdout,
+            protect=protect,
+            constraints=tuple(rules),
         )
         job_id = start(self.settings, self.jobs, request, upload_key=key)
         del self.unclaimed_uploads[staged]  # the job owns it now, and deletes it on loading

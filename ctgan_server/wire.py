@@ -170,8 +170,10 @@ def from_wire(type_name: str, message: str) -> CtganError:
 # -- protocol -------------------------------------------------------------------
 
 # Protocol versions this release speaks.  3: transfers as in-session frames,
-# `fit` answers with a job, `sample` may stream.  4: `doctor`.  Releases up
-# to 0.1.0 spoke exactly one version and sent it as ``protocol``.
+# `fit` answers with a job, `sample` may stream.  4 (0.3.0): `doctor`; a
+# `sample` over [service] sample_job_rows runs as a job whose events come
+# first; `fit` takes ``protect`` and ``constraints``.  Releases up to 0.1.0
+# spoke exactly one version and sent it as ``protocol``.
 PROTOCOL_MIN = 3
 PROTOCOL_MAX = 4
 MAX_LINE = 1 << 20  # a request line; more is refused before it is parsed
@@ -242,6 +244,108 @@ def check_holdout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_HOLDOUT:
         raise UsageError(f"holdout must be a fraction from 0 to {MAX_HOLDOUT}, not {value!r}")
     return float(value)
+
+
+# -- fit options: value protection and rules ----------------------------------------
+
+PROTECT_LEVELS = ("none", "rare", "strict")  # `fit --protect`; "rare" is the default
+
+
+def check_protect(value: Any) -> str:
+    if value not in PROTECT_LEVELS:
+        raise UsageError(f"protect must be one of {', '.join(PROTECT_LEVELS)}, not {value!r}")
+    return value
+
+
+# Each rule type of a constraints file (`fit --constraints rules.toml`, one
+# [[rule]] table per rule): its keys naming one column, its keys naming a
+# list of columns (with the fewest it needs), and its other keys.
+RULE_TYPES: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...], tuple[str, ...]]] = {
+    "proportion": (("reference",), (("parts", 1),), ("sum_to_one",)),
+    "sum": (("total",), (("parts", 2),), ()),
+    "inequality": (("low", "high"), (), ()),
+    "range": (("column",), (), ("low", "high")),
+    "positive": (("column",), (), ()),
+    "fixed_combinations": ((), (("columns", 2),), ()),
+    "one_hot": ((), (("columns", 2),), ()),
+}
+MAX_RULES = 200
+
+
+def check_rules(rules: Any) -> list[dict[str, Any]]:
+    """A constraints list as both sides accept it: known types, the keys each needs, no column twice in a rule.
+
+    Whether the columns exist, and whether the data keeps the rules, is
+    checked later, against the CSV (client) and the parsed table (server).
+    """
+    if not isinstance(rules, list) or len(rules) > MAX_RULES:
+        raise UsageError(f"constraints must be a list of at most {MAX_RULES} rules")
+    return [_check_rule(n, rule) for n, rule in enumerate(rules, 1)]
+
+
+def _check_rule(n: int, rule: Any) -> dict[str, Any]:
+    if not isinstance(rule, dict) or rule.get("type") not in RULE_TYPES:
+        known = ", ".join(RULE_TYPES)
+        raise UsageError(f"rule {n}: type must be one of {known}, not {rule.get('type') if isinstance(rule, dict) else rule!r}")
+    kind = rule["type"]
+    singles, lists, others = RULE_TYPES[kind]
+    where = f"rule {n} ({kind})"
+    unknown = sorted(set(rule) - {"type", *singles, *(key for key, _ in lists), *others})
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}")
+    for key in singles:
+        if not isinstance(rule.get(key), str) or not rule[key]:
+            raise UsageError(f"{where}: {key} must name a column")
+    for key, fewest in lists:
+        names = rule.get(key)
+        if not isinstance(names, list) or len(names) < fewest or not all(isinstance(c, str) and c for c in names):
+            raise UsageError(f"{where}: {key} must be a list of at least {fewest} column names")
+    columns = rule_columns(rule)
+    if len(set(columns)) != len(columns):
+        raise UsageError(f"{where}: a column appears twice")
+    _check_rule_values(where, rule)
+    return dict(rule)
+
+
+def _check_rule_values(where: str, rule: dict[str, Any]) -> None:
+    if "sum_to_one" in rule and not isinstance(rule["sum_to_one"], bool):
+        raise UsageError(f"{where}: sum_to_one must be true or false")
+    if rule["type"] != "range":
+        return
+    bounds = [rule.get("low"), rule.get("high")]
+    if all(b is None for b in bounds):
+        raise UsageError(f"{where}: give low, high or both")
+    if any(b is not None and (isinstance(b, bool) or not isinstance(b, (int, float))) for b in bounds):
+        raise UsageError(f"{where}: low and high must be numbers")
+    if None not in bounds and bounds[0] > bounds[1]:
+        raise UsageError(f"{where}: low is above high")
+
+
+def rule_columns(rule: dict[str, Any]) -> list[str]:
+    """Every column a (checked) rule names, in the order the rule names them."""
+    singles, lists, _ = RULE_TYPES[rule["type"]]
+    return [rule[key] for key in singles] + [c for key, _ in lists for c in rule[key]]
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    """A rule in one short line, for the plan table and error messages."""
+    kind = rule["type"]
+    if kind == "inequality":
+        return f"{rule['low']} <= {rule['high']}"
+    if kind == "sum":
+        return f"{rule['total']} = {' + '.join(rule['parts'])}"
+    if kind == "proportion":
+        whole = " (sum to it)" if rule.get("sum_to_one") else ""
+        return f"{', '.join(rule['parts'])} as shares of {rule['reference']}{whole}"
+    if kind == "range":
+        low = "" if rule.get("low") is None else f"{rule['low']} <= "
+        high = "" if rule.get("high") is None else f" <= {rule['high']}"
+        return f"{low}{rule['column']}{high}"
+    if kind == "positive":
+        return f"{rule['column']} > 0"
+    if kind == "fixed_combinations":
+        return f"only seen combinations of {', '.join(rule['columns'])}"
+    return f"exactly one of {', '.join(rule['columns'])} is 1"
 
 
 class FrameWriter:
