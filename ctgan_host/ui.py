@@ -166,6 +166,8 @@ class FitProgress:
 
     def _on_plan(self, event: dict[str, Any]) -> None:
         err.print(plan_table(event["columns"], event["rows"]))
+        for rule in event.get("rules", []):  # a constraints file: checked on the original, kept by every sample
+            err.print(f"Rule kept: {rule}", markup=False)
         for warning in event.get("warnings", []):
             err.print(f"[yellow]Warning:[/yellow] {warning}")
 
@@ -310,7 +312,7 @@ def comparison_table(original: Any, synthetic: Any) -> Table:
     return table
 
 
-REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes", "device", "device_name")
+REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes", "device", "device_name", "rules")
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

@@ -19,7 +19,7 @@ from .limits import check_quota, check_upload_size, check_upload_stream, inflate
 from .runtime import configure_torch, device_name, library_versions, require_ctgan, seed_everything
 from .settings import Settings
 from .storage import UserStorage, iso_utc
-from .wire import NotFoundError, TransferError, UsageError, event
+from .wire import NotFoundError, TransferError, UsageError, describe_rule, event
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -56,7 +56,9 @@ PLAN_EVENT_KEYS = ("name", "dtype", "kind", "nulls", "distinct", "reason")
 
 def plan_event(rows: int, plan: dict[str, Any]) -> dict[str, Any]:
     columns = [{key: col[key] for key in PLAN_EVENT_KEYS if key in col} for col in plan["columns"]]
-    return event("plan", rows=rows, columns=columns, warnings=list(plan["warnings"]))
+    # Rules as one-line descriptions: column names and the bounds the user wrote, never a combination seen.
+    rules = [f"{rule['type']}: {describe_rule(rule)}" for rule in plan.get("rules", [])]
+    return event("plan", rows=rows, columns=columns, warnings=list(plan["warnings"]), rules=rules)
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -217,9 +219,11 @@ def fit_report(
     on a million rows the report takes half a minute.
     """
     import numpy as np
+    import pandas as pd
 
-    from .generation import generate
     from .report import MAX_ROWS, build
+    from .rules import Rules
+    from .sampling import kept_chunks
     from .schema import Kind
     from .transform import Restorer
 
@@ -233,8 +237,14 @@ def fit_report(
     # column whose ID pattern the training rows use up entirely (C000000 to
     # C999999 in a million rows) would otherwise fail the fit after training.
     without_ids = {**plan, "columns": [c for c in plan["columns"] if c["kind"] != Kind.IDENTIFIER]}
-    synthetic = Restorer(without_ids, id_records, np.random.default_rng(seed))(generate(model, rows))
-    return build(real, report_view(plan)(synthetic), holdout, part)
+    restore = Restorer(without_ids, id_records, np.random.default_rng(seed))
+    rules = Rules(plan["rules"], plan) if plan.get("rules") else None
+    # Through the rules as `sample` applies them, then counted again: rules.kept is measured, not assumed.
+    synthetic = pd.concat(list(kept_chunks(model, rows, {}, restore, rules)), ignore_index=True)
+    report = build(real, report_view(plan)(synthetic), holdout, part)
+    if rules is not None:
+        report["rules"] = {"kept": float(rules.kept(synthetic).mean()), "rules": rules.descriptions()}
+    return report
 
 
 def report_view(plan: dict[str, Any]) -> Callable[..., Any]:
@@ -376,6 +386,12 @@ def load_and_plan(
     del raw
     emit(event("stage", stage="planning", rows=len(frame)))
     plan = build_plan(frame, request.overrides, lambda done, total: emit(event("plan_column", column=done, columns=total)))
+    from .rules import Rules
+
+    # Checked on the whole original, before the holdout and training: a rule it breaks can be kept by no model.
+    rules = Rules.learn(request.constraints, frame, plan)
+    if rules is not None:
+        plan["rules"] = rules.specs
     emit(plan_event(len(frame), plan))
     # The holdout never reaches training: it is kept in memory only to judge memorisation.
     frame, held_out = split_holdout(frame, request.holdout, request.seed)
@@ -477,6 +493,7 @@ def model_meta(name: str, request: FitRequest, prepared: Prepared, trained: Trai
         "discrete_columns": plan["discrete_columns"],
         "delimiter": plan["delimiter"],
         "warnings": plan["warnings"],
+        "rules": plan.get("rules", []),
         "fit": {
             "rows": prepared.rows,
             "holdout": request.holdout,

@@ -104,17 +104,16 @@ def run_sample(
     import numpy as np
 
     from .csv_writer import CsvWriter
+    from .rules import Rules
     from .transform import Restorer
 
     seed_everything(seed)
     restore = Restorer(meta, id_records, np.random.default_rng(seed), conditioned=wanted)
+    rules = Rules(meta["rules"], meta) if meta.get("rules") else None  # models made before rules have none
     write_csv = CsvWriter(meta.get("delimiter", ","), restore.for_csv)
     reservation = storage.reserve_dataset(meta["dataset"], rows)
-
-    def to_csv(chunk: Any) -> bytes:
-        return write_csv(restore(chunk))
-
-    hashing = _write_dataset(settings, reservation, _chunks(model, rows, wanted), to_csv, rows, used, emit, on_member)
+    chunks = kept_chunks(model, rows, wanted, restore, rules)
+    hashing = _write_dataset(settings, reservation, chunks, write_csv, rows, used, emit, on_member)
     return {
         "name": reservation.name,
         "path": str(reservation.final),
@@ -165,6 +164,38 @@ def _write_dataset(
     finally:
         reservation.abandon()
     return hashing
+
+
+def kept_chunks(model: Any, rows: int, conditions: dict[str, str], restore: Callable[[Any], Any], rules: Any) -> Iterator[Any]:
+    """``rows`` restored rows in chunks, every one keeping the model's rules (``rules.Rules``; None: no rules).
+
+    A row that still breaks a rule once rebuilt is dropped and replaced by
+    new draws, within the same budget as conditions: a rule the model
+    almost never keeps ends in a clear error, not an endless loop.
+    """
+    if rules is None:
+        for chunk in _chunks(model, rows, conditions):
+            yield restore(chunk)
+        return
+    import pandas as pd
+
+    budget = draw_budget(rows)
+    raw = _chunks(model, budget, conditions)
+    done = drawn = 0
+    kept = None
+    while done < rows:
+        want = min(CHUNK_ROWS, rows - done)
+        while kept is None or len(kept) < want:
+            chunk = next(raw, None)
+            if chunk is None or drawn >= budget:
+                have = done + (0 if kept is None else len(kept))
+                raise UsageError(f"only {have:,} of {rows:,} rows kept every rule in {drawn:,} draws; check the rules file")
+            drawn += len(chunk)
+            good = rules.apply(restore(chunk))
+            kept = good if kept is None else pd.concat([kept, good], ignore_index=True)
+        yield kept.iloc[:want].reset_index(drop=True)
+        kept = kept.iloc[want:].reset_index(drop=True)
+        done += want
 
 
 def _chunks(model: Any, rows: int, conditions: dict[str, str]) -> Iterator[Any]:
