@@ -399,12 +399,13 @@ def load_and_plan(
     # From here the report's view of the rows stands in for the table itself:
     # no identifier or raw date string is held through training.
     view = report_view(plan)
+    real = view(frame, encoded=train)
     return Prepared(
         plan=plan,
         id_records=identifier_records(frame, plan),
-        train=train,
+        train=rules.encode(train) if rules is not None else train,  # after the report's view, which wants the columns
         discrete_columns=discrete_columns,
-        real=view(frame, encoded=train),
+        real=real,
         held_out=view(held_out) if held_out is not None else None,
         rows=len(train),
     )

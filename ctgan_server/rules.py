@@ -7,7 +7,11 @@ format).  The job checks them against the parsed original first: a rule
 the original itself breaks is refused with the count of rows that break it
 (BadDataError, exit 5), since no model could keep it.
 
-Every sample then keeps them, in the restored table, in two ways:
+CTGAN trains on what an inequality or a proportion leaves free: the gap
+between the low and the high column (never below 0 once sampled) and each
+part's share of its reference, rather than the raw columns, so most drawn
+rows keep those rules by construction (``encode``, ``decode``).  Every
+sample then keeps every rule, in the restored table, in two ways:
 
 - **rebuilt**: a ``sum`` total is recomputed from its restored parts, and
   ``proportion`` parts are rescaled so that they add up to their reference
@@ -72,7 +76,59 @@ class Rules:
         ]
         if broken:
             raise BadDataError("; ".join(broken) + ": fix the data or the rules file")
+        learned.plan_encoding()
         return learned
+
+    # -- training on what the rules leave free -----------------------------------------------
+    def plan_encoding(self) -> None:
+        """Choose the rules CTGAN trains through: an inequality as the gap, proportion parts as shares.
+
+        Only between columns the training frame holds as numbers (continuous
+        and dates) and each column at most once; the choice is kept in the
+        rule (``encoded``), so a model made without it decodes nothing.
+        """
+        used: set[str] = set()
+        numeric = {name for name, col in self.columns.items() if col["kind"] in (Kind.CONTINUOUS, Kind.DATETIME)}
+        for spec in self.specs:
+            if spec["type"] == "inequality":
+                needed = [spec["low"], spec["high"]]
+            elif spec["type"] == "proportion":
+                needed = [spec["reference"], *spec["parts"]]
+            else:
+                continue
+            if set(needed) <= numeric and not set(needed) & used:
+                spec["encoded"] = True
+                used.update(needed)
+
+    def encode(self, train: pd.DataFrame) -> pd.DataFrame:
+        """The training frame with each encoded rule's columns as CTGAN learns them (see ``plan_encoding``)."""
+        train = train.copy()
+        for spec in self.specs:
+            if not spec.get("encoded"):
+                continue
+            if spec["type"] == "inequality":
+                train[spec["high"]] = train[spec["high"]] - train[spec["low"]]
+            else:
+                reference = train[spec["reference"]].to_numpy(dtype=float)
+                safe = np.where(reference != 0, reference, 1.0)
+                for name in spec["parts"]:
+                    train[name] = np.where(reference != 0, train[name].to_numpy(dtype=float) / safe, 0.0)
+        return train
+
+    def decode(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """CTGAN's rows back in the training frame's terms: a gap never below 0, shares times their reference."""
+        raw = raw.copy()
+        for spec in self.specs:
+            if not spec.get("encoded"):
+                continue
+            if spec["type"] == "inequality":
+                gap = pd.to_numeric(raw[spec["high"]], errors="coerce").clip(lower=0)
+                raw[spec["high"]] = pd.to_numeric(raw[spec["low"]], errors="coerce") + gap
+            else:
+                reference = pd.to_numeric(raw[spec["reference"]], errors="coerce")
+                for name in spec["parts"]:
+                    raw[name] = pd.to_numeric(raw[name], errors="coerce").clip(lower=0) * reference
+        return raw
 
     # -- on every sample ---------------------------------------------------------------
     def breaking_counts(self, frame: pd.DataFrame) -> list[int]:

@@ -191,7 +191,7 @@ def kept_chunks(model: Any, rows: int, conditions: dict[str, str], restore: Call
                 have = done + (0 if kept is None else len(kept))
                 raise UsageError(f"only {have:,} of {rows:,} rows kept every rule in {drawn:,} draws; check the rules file")
             drawn += len(chunk)
-            good = rules.apply(restore(chunk))
+            good = rules.apply(restore(rules.decode(chunk)))
             kept = good if kept is None else pd.concat([kept, good], ignore_index=True)
         yield kept.iloc[:want].reset_index(drop=True)
         kept = kept.iloc[want:].reset_index(drop=True)

@@ -76,3 +76,24 @@ def test_badly_formed_rules_are_refused_in_one_line(rules: list, message: str):
     with pytest.raises(UsageError) as caught:
         check_rules(rules)
     assert caught.value.message.startswith(message)
+
+
+def test_ctgan_trains_on_the_gap_and_the_shares_and_they_decode_back():
+    from ctgan_server.transform import training_frame
+
+    rng = np.random.default_rng(1)
+    low = rng.uniform(0, 50, 60).round(2)
+    frame = pd.DataFrame({"low": low, "high": (low + rng.uniform(0, 9, 60)).round(2), "whole": rng.uniform(10, 90, 60).round(2)})
+    frame["part"] = (frame["whole"] * rng.uniform(0, 1, 60)).round(2)
+    rules = _rules(
+        frame,
+        {"type": "inequality", "low": "low", "high": "high"},
+        {"type": "proportion", "reference": "whole", "parts": ["part"]},
+    )
+    assert [spec.get("encoded") for spec in rules.specs] == [True, True]
+    train, _ = training_frame(frame, build_plan(frame))
+    encoded = rules.encode(train)
+    assert (encoded["high"] >= 0).all() and (encoded["part"].between(0, 1)).all()
+    assert np.allclose(rules.decode(encoded)[["high", "part"]], train[["high", "part"]])
+    drawn = encoded.assign(high=-1.0)  # a gap below 0 from CTGAN: the high column meets the low one
+    assert (rules.decode(drawn)["high"] == encoded["low"]).all()
