@@ -312,7 +312,7 @@ def comparison_table(original: Any, synthetic: Any) -> Table:
     return table
 
 
-REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes", "device", "device_name", "rules")
+REPORT_JSON_KEYS = ("quality", "privacy", "verdict", "notes", "device", "device_name", "rules", "protection")
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -334,6 +334,27 @@ def _pct(value: Any) -> str:
 
 def _num(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def protection_lines(summary: dict[str, Any] | None) -> list[str]:
+    """What value protection did, in counts and quantiles; nothing for a model made before it."""
+    if not summary:
+        return []
+    level = summary.get("level")
+    if level == "none":
+        return ["Value protection: none (rare categories and the exact minimum and maximum can come back)"]
+    quantiles = summary.get("quantiles")
+    bounds = f"at the {quantiles[0] * 100:g}% and {quantiles[1] * 100:g}% quantiles" if quantiles else ""
+    return [
+        f"Value protection: {level}",
+        f"  {summary.get('categories_merged', 0)} categories seen fewer than {summary.get('rare_below')} times merged "
+        f"({summary.get('columns_merged', 0)} columns); {summary.get('columns_bounded', 0)} ranges bounded {bounds}".rstrip(),
+    ]
+
+
+def print_protection(summary: dict[str, Any] | None) -> None:
+    for line in protection_lines(summary):
+        out.print(line, markup=False)
 
 
 def print_report(report: dict[str, Any], title: str) -> None:
@@ -367,6 +388,7 @@ def print_report(report: dict[str, Any], title: str) -> None:
         "DCR baseline protection", _pct(p.get("dcr_baseline_protection")), "sdmetrics, against random data; higher is safer"
     )
     out.print(privacy)
+    print_protection(report.get("protection"))
     losses = report.get("losses") or []
     if losses:
         out.print(f"generator loss      {sparkline([e.get('loss_g') for e in losses])}")

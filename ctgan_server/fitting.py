@@ -385,7 +385,9 @@ def load_and_plan(
     frame = parse_csv(raw, request.filename, request.text_columns, settings=settings)
     del raw
     emit(event("stage", stage="planning", rows=len(frame)))
-    plan = build_plan(frame, request.overrides, lambda done, total: emit(event("plan_column", column=done, columns=total)))
+    plan = build_plan(
+        frame, request.overrides, lambda n, of: emit(event("plan_column", column=n, columns=of)), request.protect, settings
+    )
     from .rules import Rules
 
     # Checked on the whole original, before the holdout and training: a rule it breaks can be kept by no model.

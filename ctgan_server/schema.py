@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import math
 import re
 from collections import Counter
 from enum import StrEnum
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .limits import inflate_upload
+from .protection import Protection, percent, protection_for
 from .settings import Settings
 from .wire import BadDataError, LimitError, UsageError
 
@@ -288,25 +290,57 @@ def _category_text(values: pd.Series) -> pd.Series:
     return values.astype(str).where(values.notna())
 
 
-def _discrete(col: dict[str, Any], observed: pd.Series, reason: str) -> None:
+def _discrete(col: dict[str, Any], observed: pd.Series, reason: str, protection: Protection) -> None:
+    """The categories, most common first; those seen fewer than ``protection.rare_below`` times are merged.
+
+    Text merges them into an ``(other)`` category.  Numbers and booleans
+    cannot hold one without changing dtype, so ``training_frame`` maps each
+    to the nearest kept value (``nearest_kept``).
+    """
     counts = category_text(observed).value_counts()
-    col.update(kind=Kind.DISCRETE, reason=reason, categories=counts.index.tolist())
+    kept = counts[counts >= protection.rare_below].index.tolist()
+    col.update(kind=Kind.DISCRETE, reason=reason, categories=kept)
+    merged = len(counts) - len(kept)
+    if merged and _numeric_categories(observed):
+        if not kept:
+            # Every value is rare, and a number column has no (other): the most
+            # common value, held by several rows at least, stands in for all.
+            col["categories"] = kept = counts.index[:1].tolist()
+            merged -= 1
+        col["reason"] += f"; {_rare_values(merged)} mapped to the nearest kept one"
+    elif merged:
+        col["other_token"] = _unused_name(OTHER_TOKEN, set(kept))
+        col["reason"] += f"; {_rare_values(merged)} merged as {col['other_token']}"
+    col["protection"] = protection.mark(merged=merged)
 
 
-def _free_text(col: dict[str, Any], observed: pd.Series) -> None:
+def _rare_values(count: int) -> str:
+    return f"{count} rare value" + ("" if count == 1 else "s")
+
+
+def _numeric_categories(observed: pd.Series) -> bool:
+    """Numbers or booleans (booleans with gaps read as object): rare ones go to the nearest kept value, not (other)."""
+    if _is_number(observed) or pd.api.types.is_bool_dtype(observed):
+        return True
+    return observed.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in pd.unique(observed))
+
+
+def _free_text(col: dict[str, Any], observed: pd.Series, protection: Protection) -> None:
     counts = observed.astype(str).value_counts()
-    kept = counts[counts >= RARE_BELOW].index[:MAX_KEPT_TEXT].tolist()
+    # RARE_BELOW even without protection: thousands of one-off values would swamp CTGAN's one-hot encoding.
+    kept = counts[counts >= max(RARE_BELOW, protection.rare_below)].index[:MAX_KEPT_TEXT].tolist()
     grouped = int(len(counts) - len(kept))
     col.update(
         kind=Kind.HIGH_CARDINALITY_TEXT,
         reason=f"text with {len(counts)} distinct values; {grouped} rare ones grouped as {OTHER_TOKEN}",
         categories=kept,
         other_token=_unused_name(OTHER_TOKEN, set(kept)),
+        protection=protection.mark(merged=grouped),
     )
 
 
 def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason: str) -> None:
-    from .identifiers import learn_text_shapes, unused_in_range
+    from .identifiers import learn_text_shapes
 
     col.update(kind=Kind.IDENTIFIER, reason=reason, numeric=numeric)
     if numeric:
@@ -314,15 +348,24 @@ def _identifier(col: dict[str, Any], observed: pd.Series, numeric: bool, reason:
             raise BadDataError(f"--id {col['name']}: numeric identifiers must be whole numbers")
         # Whole Python ints: an 18-digit ID must not be rounded through a float.
         col.update(min=int(observed.min()), max=int(observed.max()))
-        free = unused_in_range(col, int(observed.nunique()))
-        if free < col["rows"]:
-            col["warning"] = (
-                # No min or max here: warnings go to the job log, which must hold no value from the data.
-                f"only {free} whole numbers in the original IDs' range are unused; "
-                "past that, synthetic IDs reuse original values (still unique per file)"
-            )
+        _id_room_warning(col, observed)
     else:
         col["shapes"] = learn_text_shapes(observed)
+
+
+def _id_room_warning(col: dict[str, Any], observed: pd.Series) -> None:
+    """Warn when the numeric IDs' range leaves fewer unused numbers than the table has rows."""
+    from .identifiers import unused_in_range
+
+    col.pop("warning", None)
+    inside = observed[(observed >= col["min"]) & (observed <= col["max"])]
+    free = unused_in_range(col, int(inside.nunique()))
+    if free < col["rows"]:
+        col["warning"] = (
+            # No min or max here: warnings go to the job log, which must hold no value from the data.
+            f"only {free} whole numbers in the original IDs' range are unused; "
+            "past that, synthetic IDs reuse original values (still unique per file)"
+        )
 
 
 def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
@@ -343,6 +386,66 @@ def _datetime(col: dict[str, Any], observed: pd.Series, forced: bool) -> bool:
     return True
 
 
+def protected_bounds(values: np.ndarray, weights: np.ndarray | None, protection: Protection) -> tuple[Any, Any]:
+    """The low and high quantiles of ``values`` (each counted ``weights`` times, once without), as values held in the data.
+
+    Inverted-CDF quantiles, taken no fewer than ``protection.rare_below``
+    rows in from either end: on 60 rows the 0.1% quantile is the minimum
+    itself.  So a minimum or maximum can come back only when at least that
+    many rows hold it (a spike, such as the many zero debts), not when it
+    is one person's.  Never past the middle, so that low <= high.
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    held = np.cumsum(weights[order]) if weights is not None else np.arange(1, len(values) + 1)
+    rows = int(held[-1])
+
+    def rank(share: float) -> int:
+        # The small epsilon: 1 - 0.999 is a hair above 0.001, and must give the same rank on both ends.
+        return min(max(protection.rare_below, math.ceil(share * rows - 1e-9), 1), (rows + 1) // 2)
+
+    low = ordered[np.searchsorted(held, rank(protection.low))]
+    high = ordered[np.searchsorted(held, rows + 1 - rank(1 - protection.high))]
+    return low, high
+
+
+def _bound_range(col: dict[str, Any], observed: pd.Series, protection: Protection) -> None:
+    """Continuous, date and numeric-ID ranges cut at the protection's quantiles (``protected_bounds``).
+
+    The plan's min and max become those bounds: the Restorer keeps sampled
+    values within min..max, as it always has, and ``training_frame`` clips
+    the training rows to them, so the model never sees the extremes either.
+    """
+    kind = col["kind"]
+    if not (kind in (Kind.CONTINUOUS, Kind.DATETIME) or (kind == Kind.IDENTIFIER and col["numeric"])):
+        return
+    col["protection"] = protection.mark()
+    if not protection.on:
+        return
+    if kind == Kind.DATETIME:
+        from .dates import to_seconds
+
+        counts = observed.value_counts(sort=False)
+        seconds = to_seconds(pd.Series(counts.index, dtype=observed.dtype), col["datetime"]).to_numpy()
+        low, high = protected_bounds(seconds, counts.to_numpy(), protection)
+        col["datetime"].update(min=float(low), max=float(high))
+    elif kind == Kind.CONTINUOUS:
+        values = pd.to_numeric(observed).astype(float).to_numpy()
+        low, high = protected_bounds(values, None, protection)
+        # The spikes are the original's own: rows clipped onto a bound do not make one.
+        col.update(min=float(low), max=float(high), at_min=_share(values, low), at_max=_share(values, high))
+    else:
+        low, high = protected_bounds(observed.to_numpy(), None, protection)
+        col.update(min=int(low), max=int(high))  # int64 order statistics: exact, as the unprotected range is
+        _id_room_warning(col, observed)
+    col["protection"]["quantiles"] = [protection.low, protection.high]
+    col["reason"] += f"; bounded at the {percent(protection.low)} and {percent(protection.high)} quantiles"
+
+
+def _share(values: np.ndarray, value: float) -> float:
+    return round(float((values == value).mean()), 6)
+
+
 def _number_share(observed: pd.Series) -> float:
     """The share of values that read as numbers; each distinct value is tried once."""
     counts = observed.astype(str).value_counts(sort=False)
@@ -350,7 +453,7 @@ def _number_share(observed: pd.Series) -> float:
     return float(counts.to_numpy()[numbers].sum() / len(observed))
 
 
-def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) -> dict[str, Any]:
+def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int, protection: Protection) -> dict[str, Any]:
     from .identifiers import looks_like_identifier
 
     observed = series.dropna()
@@ -368,7 +471,7 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
     elif observed.empty:
         col.update(kind=Kind.EMPTY, reason="no values at all", warning="entirely empty: it comes back empty")
     elif override == "discrete":
-        _discrete(col, observed, "--discrete")
+        _discrete(col, observed, "--discrete", protection)
     elif override == "continuous":
         _continuous(col, observed)
         col["reason"] = "--continuous"
@@ -386,28 +489,36 @@ def _plan_column(name: Any, series: pd.Series, override: str | None, rows: int) 
     elif text and looks_like_identifier(observed, col["distinct"]):
         _identifier(col, observed, False, f"{col['distinct']} distinct values in {len(observed)}: record IDs")
     elif text and col["distinct"] > HIGH_CARDINALITY:
-        _free_text(col, observed)
+        _free_text(col, observed, protection)
     elif not _is_number(series):
-        _discrete(col, observed, f"{col['dtype']} values")
+        _discrete(col, observed, f"{col['dtype']} values", protection)
         share = _number_share(observed) if text else 0.0
         if 0 < share < 1:
             col["warning"] = f"mixed types: {share:.0%} numbers, {1 - share:.0%} text; kept as text categories"
     elif col["distinct"] <= DISCRETE_INT_MAX_DISTINCT and _whole_numbers(observed):
-        _discrete(col, observed, f"whole numbers with {col['distinct']} distinct values")
+        _discrete(col, observed, f"whole numbers with {col['distinct']} distinct values", protection)
     else:
         _continuous(col, observed)
         col["reason"] = "numbers"
+    _bound_range(col, observed, protection)
     return col
 
 
 def build_plan(
-    frame: pd.DataFrame, overrides: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None
+    frame: pd.DataFrame,
+    overrides: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    protect: str = "none",
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """One kind per column, with the reason; ``overrides`` maps an option (discrete, id, ...) to column names.
 
     ``progress`` is told (columns planned, columns) after each column: on a
-    million rows a column takes a second or more.
+    million rows a column takes a second or more.  ``protect`` is the value
+    protection level (see ``protection``), with ``settings``' numbers; the
+    fit job passes its request's, whose default is rare.
     """
+    protection = protection_for(protect, settings)
     chosen = _check_overrides(frame, overrides or {})
     taken = set(map(str, frame.columns))
     warnings = []
@@ -420,7 +531,7 @@ def build_plan(
         warnings.append("only one column: check the separator if you expected more")
     columns = []
     for name in frame.columns:
-        col = _plan_column(name, frame[name], chosen.get(name), len(frame))
+        col = _plan_column(name, frame[name], chosen.get(name), len(frame), protection)
         if col["kind"] in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
             # CTGAN's one-hot encoder sees strings; missing values get a
             # sentinel category that cannot collide with a real value.

@@ -334,6 +334,10 @@ class Server:
         fit = meta.get("fit", {})
         # Where it trained, beside how: the model JSON's device facts (None for models made before it kept them).
         facts = {"losses": fit.get("losses", []), "device": fit.get("device"), "device_name": fit.get("device_name")}
+        from .protection import summary
+
+        # What value protection merged and bounded, as counts and quantiles (None for models made before it).
+        facts["protection"] = summary(meta.get("columns") or [])
         return {"model": model, **meta["report"], **facts}
 
     def do_doctor(self) -> list[dict[str, Any]]:

@@ -71,6 +71,10 @@ class Settings:
     quota_bytes: int = 20 * GIB  # a user's models + synthetic datasets on disk
     job_retention_days: int = 30  # finished job logs older than this are removed at login
     max_login_delay: int = 30  # seconds: the cap of the growing delay after failed logins
+    # Value protection (`fit --protect rare`): a category seen fewer times than
+    # this never comes back, and ranges stay this many rows in from either end;
+    # strict doubles it (see protection.py).
+    rare_category_count: int = 5
 
     @property
     def credentials_file(self) -> Path:
@@ -98,6 +102,7 @@ _WHOLE_NUMBERS = {
     "quota_bytes": 1,
     "job_retention_days": 1,
     "max_login_delay": 0,
+    "rare_category_count": 1,
 }
 
 

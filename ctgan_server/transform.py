@@ -31,9 +31,7 @@ def training_frame(frame: pd.DataFrame, plan: dict[str, Any], seed: int | None =
     for col in plan["columns"]:
         name, kind, series = col["name"], col["kind"], frame[col["name"]]
         if kind in (Kind.DISCRETE, Kind.HIGH_CARDINALITY_TEXT):
-            values = category_text(series)
-            if kind == Kind.HIGH_CARDINALITY_TEXT:
-                values = values.where(values.isin(col["categories"]) | values.isna(), col["other_token"])
+            values = merged_rare(category_text(series), col)
             out[name] = values.fillna(col["missing_token"]).astype(object)
             discrete.append(name)
         elif kind in (Kind.CONTINUOUS, Kind.DATETIME):
@@ -48,8 +46,45 @@ def training_frame(frame: pd.DataFrame, plan: dict[str, Any], seed: int | None =
                 flag = col["missing_flag"]
                 out[flag] = missing.map({True: YES, False: NO})
                 discrete.append(flag)
-            out[name] = values
+            out[name] = _clipped(values, col)
     return pd.DataFrame(out), discrete
+
+
+def merged_rare(values: pd.Series, col: dict[str, Any]) -> pd.Series:
+    """Category text with the values the plan did not keep merged, as the plan says.
+
+    Into its ``other_token`` where it has one (text); otherwise (numbers and
+    booleans, see ``schema._discrete``) onto the nearest kept value.
+    """
+    outside = values.notna() & ~values.isin(col["categories"])
+    if not outside.any():
+        return values
+    if "other_token" in col:
+        return values.where(~outside, col["other_token"])
+    nearest = nearest_kept(pd.unique(values[outside]), col["categories"])
+    return values.where(~outside, values[outside].map(nearest))
+
+
+def _category_number(text: str) -> float:
+    return {"True": 1.0, "False": 0.0}[text] if text in ("True", "False") else float(text)
+
+
+def nearest_kept(rare: Iterable[str], kept: list[str]) -> dict[str, str]:
+    """Each rare number or boolean category -> the kept one nearest to it.
+
+    ``kept`` comes most common first, and a tie goes to the earlier, so an
+    even split between two neighbours leans to the more common value.
+    """
+    points = np.array([_category_number(k) for k in kept])
+    return {r: kept[int(np.argmin(np.abs(points - _category_number(r))))] for r in rare}
+
+
+def _clipped(values: pd.Series, col: dict[str, Any]) -> pd.Series:
+    """Training values within the range protection cut (``schema._bound_range``); as they are without it."""
+    if not (col.get("protection") or {}).get("quantiles"):
+        return values
+    bounds = col["datetime"] if col["kind"] == Kind.DATETIME else col
+    return values.clip(bounds["min"], bounds["max"])
 
 
 def parse_conditions(conditions: dict[str, Any] | None, plan: dict[str, Any]) -> dict[str, str]:
@@ -200,8 +235,8 @@ class Restorer:
         if surplus.any():
             # Rows whose gap was cleared take a value drawn from the rows CTGAN filled.
             pool = values[~flagged]
-            if len(pool) == 0:
-                pool = np.array(col["categories"], dtype=object)
+            if len(pool) == 0:  # a text column whose every value was rare has only its other token
+                pool = np.array(col["categories"] or [col["other_token"]], dtype=object)
             values[surplus] = self.rng.choice(pool, size=int(surplus.sum()))
         values = pd.Series(values).where(~missing, None)
         dtype = col["dtype"]
