@@ -1,6 +1,7 @@
 """Synthetic-data fidelity: the toolkit against plain CTGAN fitted the way the original tool did.
 
     python -m bench.bench_fidelity [CSV ...] [--epochs 40] [--seeds 2] [--rows N] [--score-rows 60000] [--json OUT]
+                                   [--protect none|rare|strict ...]
 
 The toolkit adds a column plan around CTGAN (small-integer columns discrete,
 missing values learned instead of dropped, values rounded and kept inside
@@ -21,6 +22,11 @@ would.  One GAN run is noisy, so each side is repeated --seeds times with
 seeds 0..K-1: the baseline through torch/numpy/random, the toolkit through the
 fit and sample ``seed`` of the Client.  The seeds make each side repeatable,
 not the two sides comparable run by run; compare the means and ranges.
+
+``--protect`` picks the toolkit's value protection (default: rare, the
+fit's own default); given more than once, the toolkit side runs once per
+level against the one baseline, and each level is also compared with
+``none``, when that is one of them: what protection costs in quality.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.common import PASSWORD, REPO, USER, local_config, make_server_dir
+from ctgan_server.wire import PROTECT_LEVELS
 
 DATASETS = REPO.parent / "shared" / "datasets"
 DEFAULT_CSVS = [DATASETS / "credit_data.csv", DATASETS / "diamonds.csv"]
@@ -136,9 +143,9 @@ def baseline_sample(path: Path, epochs: int, rows: int, seed: int) -> Any:
     return model.sample(rows)
 
 
-def toolkit_sample(client: Any, path: Path, epochs: int, rows: int, seed: int) -> Any:
+def toolkit_sample(client: Any, path: Path, epochs: int, rows: int, seed: int, protect: str = "rare") -> Any:
     """The same CSV file through the real upload, fit and sample calls, with the default column plan."""
-    model = client.fit(path, epochs=epochs, seed=seed)
+    model = client.fit(path, epochs=epochs, seed=seed, protect=protect)
     return client.sample(model, rows, seed=seed)
 
 
@@ -192,26 +199,37 @@ def measure(path: Path, client: Any, args: argparse.Namespace) -> dict[str, Any]
         f"{path.name}: {len(original):,} rows ({len(original.dropna()):,} without NaN), "
         f"{args.epochs} epochs, {args.seeds} run(s) per side"
     )
-    baseline = run_side(
-        "baseline", lambda seed: baseline_sample(path, args.epochs, rows, seed), args.seeds, original, metadata, args.score_rows
-    )
-    toolkit = run_side(
-        "toolkit ",
-        lambda seed: toolkit_sample(client, path, args.epochs, rows, seed),
-        args.seeds,
-        original,
-        metadata,
-        args.score_rows,
-    )
+    makers: dict[str, Callable[[int], Any]] = {"baseline": lambda seed: baseline_sample(path, args.epochs, rows, seed)}
+    for level in args.protect:
+        makers[side_name(level, args.protect)] = lambda seed, level=level: toolkit_sample(
+            client, path, args.epochs, rows, seed, level
+        )
+    sides = {}
+    for name, make in makers.items():
+        runs = run_side(name, make, args.seeds, original, metadata, args.score_rows)
+        sides[name] = {"runs": runs, "summary": summarise(runs)}
     return {
         "dataset": path.name,
         "rows": rows,
         "original_rows": len(original),
         "epochs": args.epochs,
         "sdtypes": {col: spec["sdtype"] for col, spec in metadata["columns"].items()},
-        "baseline": {"runs": baseline, "summary": summarise(baseline)},
-        "toolkit": {"runs": toolkit, "summary": summarise(toolkit)},
+        "sides": sides,
     }
+
+
+def side_name(level: str, levels: list[str]) -> str:
+    """ "toolkit" with one protection level, as the table has always said; "toolkit rare" etc. with several."""
+    return "toolkit" if len(levels) == 1 else f"toolkit {level}"
+
+
+def comparisons(sides: list[str]) -> list[tuple[str, str]]:
+    """(side, reference) pairs the tables show a difference for: each toolkit side against the baseline,
+    and each protected level against "toolkit none" when both ran."""
+    pairs = [(side, "baseline") for side in sides if side != "baseline"]
+    if "toolkit none" in sides:
+        pairs += [(side, "toolkit none") for side in sides if side.startswith("toolkit ") and side != "toolkit none"]
+    return pairs
 
 
 def cell(stats: dict[str, float], seeds: int) -> str:
@@ -221,17 +239,19 @@ def cell(stats: dict[str, float], seeds: int) -> str:
 
 
 def score_table(results: list[dict[str, Any]], seeds: int) -> str:
+    sides = list(results[0]["sides"])
+    pairs = comparisons(sides)
     lines = [
-        "| dataset | rows | epochs | score | baseline | toolkit | difference |",
-        "| --- | ---: | ---: | --- | --- | --- | ---: |",
+        "| dataset | rows | epochs | score | " + " | ".join(sides) + " | " + " | ".join(f"{a} - {b}" for a, b in pairs) + " |",
+        "| --- | ---: | ---: | --- |" + " --- |" * len(sides) + " ---: |" * len(pairs),
     ]
     for result in results:
         for name in ("Overall", *PROPERTIES):
-            base, tool = result["baseline"]["summary"][name], result["toolkit"]["summary"][name]
-            lines.append(
-                f"| {result['dataset']} | {result['rows']:,} | {result['epochs']} | {name} "
-                f"| {cell(base, seeds)} | {cell(tool, seeds)} | {tool['mean'] - base['mean']:+.4f} |"
-            )
+            stats = {side: result["sides"][side]["summary"][name] for side in sides}
+            cells = [cell(stats[side], seeds) for side in sides]
+            diffs = [f"{stats[a]['mean'] - stats[b]['mean']:+.4f}" for a, b in pairs]
+            head = [result["dataset"], f"{result['rows']:,}", str(result["epochs"]), name]
+            lines.append("| " + " | ".join(head + cells + diffs) + " |")
     return "\n".join(lines)
 
 
@@ -244,20 +264,25 @@ def column_table(result: dict[str, Any]) -> str:
     def diff(tool: float | None, base: float | None) -> str:
         return "–" if tool is None or base is None else f"{tool - base:+.3f}"
 
-    base, tool = result["baseline"]["runs"], result["toolkit"]["runs"]
-    shapes_b, shapes_t = column_means(base, "column_shapes"), column_means(tool, "column_shapes")
-    pairs_b, pairs_t = column_means(base, "column_pair_means"), column_means(tool, "column_pair_means")
+    sides = list(result["sides"])
+    pairs = comparisons(sides)
+    shapes = {side: column_means(result["sides"][side]["runs"], "column_shapes") for side in sides}
+    trends = {side: column_means(result["sides"][side]["runs"], "column_pair_means") for side in sides}
+    headers = [f"shape {side}" for side in sides] + [f"shape {a} - {b}" for a, b in pairs]
+    headers += [f"pair trend {side}" for side in sides] + [f"pair trend {a} - {b}" for a, b in pairs]
     lines = [
         f"{result['dataset']}, per column (mean over runs; "
         "pair trend = mean over the scored pairs the column is in, – where none):",
         "",
-        "| column | sdtype | shape baseline | shape toolkit | diff | pair trend baseline | pair trend toolkit | diff |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| column | sdtype | " + " | ".join(headers) + " |",
+        "| --- | --- |" + " ---: |" * len(headers),
     ]
     for column, sdtype in result["sdtypes"].items():
-        sb, st = shapes_b.get(column), shapes_t.get(column)
-        pb, pt = pairs_b.get(column), pairs_t.get(column)
-        lines.append(f"| {column} | {sdtype} | {fmt(sb)} | {fmt(st)} | {diff(st, sb)} | {fmt(pb)} | {fmt(pt)} | {diff(pt, pb)} |")
+        cells = []
+        for means in (shapes, trends):
+            cells += [fmt(means[side].get(column)) for side in sides]
+            cells += [diff(means[a].get(column), means[b].get(column)) for a, b in pairs]
+        lines.append(f"| {column} | {sdtype} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -269,7 +294,9 @@ def scoring_note(results: list[dict[str, Any]], score_rows: int) -> str:
         else "all rows"
     )
     pairs = ", ".join(
-        f"{r['dataset']} {r['baseline']['runs'][0]['pairs_scored']} of {r['baseline']['runs'][0]['pairs_total']}" for r in results
+        f"{r['dataset']} {r['sides']['baseline']['runs'][0]['pairs_scored']} of "
+        f"{r['sides']['baseline']['runs'][0]['pairs_total']}"
+        for r in results
     )
     return (
         "sdmetrics QualityReport (single_table) of each synthetic table against the original "
@@ -283,8 +310,7 @@ def timing_note(results: list[dict[str, Any]]) -> str:
         return statistics.fmean(run["seconds"] for run in side["runs"])
 
     return "fit + sample, mean seconds per run: " + "; ".join(
-        f"{r['dataset']} baseline {mean_seconds(r['baseline']):.0f} s, toolkit {mean_seconds(r['toolkit']):.0f} s"
-        for r in results
+        f"{r['dataset']} " + ", ".join(f"{name} {mean_seconds(side):.0f} s" for name, side in r["sides"].items()) for r in results
     )
 
 
@@ -298,7 +324,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, command: str
         f"`{command}`",
         "",
         scoring_note(results, args.score_rows),
-        f"Difference = toolkit mean - baseline mean; {seeds_note}.",
+        f"Differences are of the means; {seeds_note}; toolkit value protection: {', '.join(args.protect)}.",
         "",
         score_table(results, args.seeds),
         "",
@@ -321,7 +347,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--score-rows", type=int, default=DEFAULT_SCORE_ROWS, help="subsample real and synthetic to this many rows for scoring"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the full results here")
+    parser.add_argument(
+        "--protect",
+        action="append",
+        choices=PROTECT_LEVELS,
+        help="the toolkit's value protection (default: rare); repeat to compare levels, e.g. --protect none --protect rare",
+    )
     args = parser.parse_args(argv)
+    args.protect = list(dict.fromkeys(args.protect or ["rare"]))
     if min(args.epochs, args.seeds, args.score_rows, args.rows or 1) < 1:
         parser.error("--epochs, --seeds, --rows and --score-rows must be at least 1")
     missing = [str(path) for path in args.csv if not path.is_file()]
