@@ -309,6 +309,7 @@ def _privacy_cards(privacy: dict) -> str:
         _card("DCR median", _plain(privacy.get("dcr_median")), "median distance to closest training row"),
         _card("DCR 5th percentile", _plain(privacy.get("dcr_p5")), "the closest 5% of synthetic rows"),
         _card("NNDR 10th percentile", _plain(privacy.get("nndr_p10")), "nearest/second-nearest distance ratio"),
+        _card("Linkage rate", _pct(privacy.get("linkage_rate")), "inside a real row's own neighbourhood; 0 ideal, new rows ~50%"),
         _card("Rows compared", _count(privacy.get("rows_compared")), "synthetic rows checked"),
         _card("Holdout rows", _count(privacy.get("holdout_rows")), "real rows kept out of training"),
     ]

@@ -383,6 +383,11 @@ def print_report(report: dict[str, Any], title: str) -> None:
     privacy.add_row("DCR median", _num(p.get("dcr_median")), "distance to the closest training row (0 = a copy)")
     privacy.add_row("DCR 5th percentile", _num(p.get("dcr_p5")), "the closest 5% of synthetic rows")
     privacy.add_row("NNDR 10th percentile", _num(p.get("nndr_p10")), "near 0: rows sitting on one real record")
+    privacy.add_row(
+        "linkage rate",
+        _pct(p.get("linkage_rate")),
+        "closer to a training row than its own nearest neighbour; want 0%, new real rows ~50%, a copy 100%",
+    )
     privacy.add_row("DCR share", _pct(p.get("dcr_share")), "closer to training than to holdout; 50% = no memorisation")
     privacy.add_row(
         "DCR baseline protection", _pct(p.get("dcr_baseline_protection")), "sdmetrics, against random data; higher is safer"

@@ -86,6 +86,7 @@ def build_report() -> dict:
             "dcr_share": 0.51,
             "dcr_baseline_protection": 0.7,
             "nndr_p10": 0.6,
+            "linkage_rate": 0.48,
             "rows_compared": 4454,
             "holdout_rows": 1113,
         },
@@ -414,6 +415,10 @@ def test_scores_are_percentages_and_nulls_are_na() -> None:
     assert ">0.0%<" in doc  # exact matches keep a decimal: 0.4% is worth seeing
     assert ">4,454<" in doc
     assert doc.count('class="value na">n/a<') == 2  # dcr_share and dcr_baseline_protection
+    assert ">48%<" in doc  # the linkage rate
+    report = build_evaluate_report()
+    del report["privacy"]["linkage_rate"]  # a report from before the linkage rate existed
+    assert render_html(report, "old").count('class="value na">n/a<') == 3
     assert "Training losses" not in doc  # evaluate reports have no training
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctgan_host import ui
 from ctgan_server import report
 from tests.helpers import as_user, run_cli
 
@@ -81,6 +82,56 @@ def test_an_independent_random_table_scores_low_and_matches_nothing():
     assert result["privacy"]["dcr_median"] > 0.2
 
 
+def _loans(n: int, seed: int) -> pd.DataFrame:
+    """A loan book whose columns depend on each other, as real tables' do: income on age, amount on income, rate on grade."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(20, 70, n)
+    grade = rng.choice(["A", "B", "C", "D"], n, p=[0.4, 0.3, 0.2, 0.1])
+    income = np.exp(9.5 + 0.02 * (age - 20) + rng.normal(0, 0.3, n)).round(2)
+    amount = (income * rng.uniform(0.1, 0.4, n)).round(2)
+    rate = (np.select([grade == "A", grade == "B", grade == "C"], [6.0, 9.0, 13.0], 18.0) + rng.normal(0, 0.8, n)).round(2)
+    return pd.DataFrame(
+        {
+            "age": age,
+            "grade": grade,
+            "income": income,
+            "amount": amount,
+            "rate": rate,
+            "term": np.where(amount > np.median(amount), 60, 36),
+            "years_employed": np.clip(age - 20 - rng.integers(0, 10, n), 0, None),
+        }
+    )
+
+
+def test_linkage_rate_flags_a_copy_and_not_random_rows():
+    """A copy of a training table with no duplicate rows is linked all through; uniformly random rows almost never.
+
+    The random rows are sdmetrics' baseline kind (uniform over each column's
+    range or values), so they fall inside the training data's ranges, just
+    not where its related columns put real rows.  Fresh rows of the same
+    population are linked about half the time, as the README says a good
+    model's rows are.
+    """
+    train = _loans(2000, seed=3)
+    assert not train.duplicated().any()
+    assert report.privacy(train, train.sample(frac=1, random_state=2))[0]["linkage_rate"] >= 0.95
+    assert report.privacy(train, report._random_rows(train, 1000))[0]["linkage_rate"] <= 0.05
+    assert 0.4 < report.privacy(train, _loans(1000, seed=4))[0]["linkage_rate"] < 0.65
+
+
+def test_linkage_rate_ties_do_not_link():
+    """A training row with an exact duplicate is two records: a synthetic row on it singles out neither."""
+    train = _credit_like(400, seed=6)
+    twice = pd.concat([train, train], ignore_index=True)
+    result, notes = report.privacy(twice, train)
+    assert result["exact_match_rate"] == 1.0 and result["linkage_rate"] == 0.0 and not notes
+    # Above MIN_LINKAGE_ROWS, a random quarter of the rows is tested, and the notes say so.
+    big = _credit_like(3000, seed=7).drop_duplicates(ignore_index=True)
+    result, notes = report.privacy(big, big)
+    tested = f"linkage rate tested on {len(big) // 4:,} of the {len(big):,} synthetic rows"
+    assert result["linkage_rate"] == 1.0 and any(tested in n for n in notes)
+
+
 def test_holdout_gives_the_dcr_share_and_baseline_is_always_there():
     real = _table(600)
     train, holdout = real.iloc[:400], real.iloc[400:]
@@ -118,19 +169,22 @@ def test_fit_report_is_stored_without_records_and_shown(local_config, server_dir
     shown = run_cli(local_config, *opts, "report", model, "--json", input=stdin)
     assert shown.code == 0, shown.err
     data = json.loads(shown.out)
-    assert set(data) == {"quality", "privacy", "verdict", "notes", "device", "device_name"}
+    # Every key the CLI's contract names (other parts of the report add theirs there), these always.
+    assert set(data) == set(ui.REPORT_JSON_KEYS) >= {"quality", "privacy", "verdict", "notes", "device", "device_name"}
     assert data["device"] == "cpu" and data["device_name"]
     for key in ("score", "column_shapes"):
         assert 0 <= data["quality"][key] <= 1
     # sdmetrics scores pair trends only for strongly related real pairs; a random split may leave none
     trends = data["quality"]["column_pair_trends"]
     assert (trends is not None and 0 <= trends <= 1) or any("Pair Trends is not scored" in n for n in data["notes"])
-    for key in ("exact_match_rate", "dcr_share", "dcr_median", "nndr_p10"):
+    for key in ("exact_match_rate", "dcr_share", "dcr_median", "nndr_p10", "linkage_rate"):
         assert data["privacy"][key] is not None
+    assert 0 <= data["privacy"]["linkage_rate"] <= 1
     page = tmp_path / "report.html"
     table = run_cli(local_config, *opts, "report", model, "--html", str(page), input=stdin)
-    assert table.code == 0 and data["verdict"] in table.out and "generator loss" in table.out
+    assert table.code == 0 and data["verdict"] in table.out and "generator loss" in table.out and "linkage rate" in table.out
     html = page.read_text()
+    assert "Linkage rate" in html
     assert html.count('class="plot dist"') == 3 and 'class="plot losses"' in html  # seen, age, ward; no ID column
 
     bad = run_cli(local_config, *opts, "fit", str(csv), "--epochs", "1", "--holdout", "0.9", input=stdin)
