@@ -394,6 +394,10 @@ def print_report(report: dict[str, Any], title: str) -> None:
     )
     out.print(privacy)
     print_protection(report.get("protection"))
+    rules = report.get("rules")
+    if rules:  # a fit with --constraints: measured on the report's synthetic rows
+        kept = f"Rules kept by {_pct(rules.get('kept'))} of synthetic rows: "
+        out.print(kept + "; ".join(rules.get("rules", [])), markup=False)
     losses = report.get("losses") or []
     if losses:
         out.print(f"generator loss      {sparkline([e.get('loss_g') for e in losses])}")

@@ -138,6 +138,9 @@ def test_the_report_says_every_rule_was_kept(setup: tuple[Cli, Path], model: str
     rules = json.loads(result.out)["rules"]
     assert rules["kept"] == 1.0
     assert len(rules["rules"]) == 5 and "inequality: issue_date <= last_payment_date" in rules["rules"]
+    shown = cli("report", model)
+    assert shown.code == 0, shown.err
+    assert "Rules kept by 100.0% of synthetic rows: inequality: issue_date <= last_payment_date; sum:" in shown.out
 
 
 def test_a_rule_the_original_breaks_is_refused_with_its_count(setup: tuple[Cli, Path]):
