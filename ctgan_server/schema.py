@@ -412,9 +412,9 @@ def protected_bounds(values: np.ndarray, weights: np.ndarray | None, protection:
 def _bound_range(col: dict[str, Any], observed: pd.Series, protection: Protection) -> None:
     """Continuous, date and numeric-ID ranges cut at the protection's quantiles (``protected_bounds``).
 
-    The plan's min and max become those bounds: the Restorer keeps sampled
-    values within min..max, as it always has, and ``training_frame`` clips
-    the training rows to them, so the model never sees the extremes either.
+    The plan's min and max become those bounds, and the Restorer keeps
+    sampled values within min..max, as it always has.  The training rows
+    keep their extremes (see ``training_frame``).
     """
     kind = col["kind"]
     if not (kind in (Kind.CONTINUOUS, Kind.DATETIME) or (kind == Kind.IDENTIFIER and col["numeric"])):
@@ -432,14 +432,33 @@ def _bound_range(col: dict[str, Any], observed: pd.Series, protection: Protectio
     elif kind == Kind.CONTINUOUS:
         values = pd.to_numeric(observed).astype(float).to_numpy()
         low, high = protected_bounds(values, None, protection)
-        # The spikes are the original's own: rows clipped onto a bound do not make one.
+        # A spike is a share of rows holding the bound itself (the many zero debts), as without protection.
         col.update(min=float(low), max=float(high), at_min=_share(values, low), at_max=_share(values, high))
-    else:
-        low, high = protected_bounds(observed.to_numpy(), None, protection)
-        col.update(min=int(low), max=int(high))  # int64 order statistics: exact, as the unprotected range is
-        _id_room_warning(col, observed)
+    elif not _bound_ids(col, observed, protection):
+        col["reason"] += "; range kept whole: the IDs fill it"
+        return
     col["protection"]["quantiles"] = [protection.low, protection.high]
     col["reason"] += f"; bounded at the {percent(protection.low)} and {percent(protection.high)} quantiles"
+
+
+def _bound_ids(col: dict[str, Any], observed: pd.Series, protection: Protection) -> bool:
+    """Numeric IDs drawn within the quantile bounds, if those leave room for a sample the table's size.
+
+    Fresh IDs never equal an original anyway (``identifiers``); the bounds
+    keep the synthetic IDs' spread from hinting at the original extremes.
+    Row numbers fill their range, so bounds would leave too few unused
+    values for as many rows as the original: such IDs keep the whole range
+    (and reuse values, as the plan warns), as without protection.
+    """
+    from .identifiers import unused_in_range
+
+    low, high = (int(v) for v in protected_bounds(observed.to_numpy(), None, protection))  # int64: exact
+    inside = int(observed[(observed >= low) & (observed <= high)].nunique())
+    if unused_in_range({"min": low, "max": high}, inside) < col["rows"]:
+        return False
+    col.update(min=low, max=high)
+    _id_room_warning(col, observed)
+    return True
 
 
 def _share(values: np.ndarray, value: float) -> float:

@@ -207,16 +207,22 @@ def test_quantile_bounds():
 def test_continuous_date_and_id_ranges_are_bounded():
     frame = table()
     frame["day"] = pd.date_range("2020-01-01", periods=ROWS).strftime("%Y-%m-%d")
-    frame["acct"] = np.arange(ROWS, dtype=np.int64) + 10**17  # too big for a float to hold exactly
-    plan = build_plan(frame, {"id": ["acct"]}, protect="rare")
+    frame["acct"] = np.arange(ROWS, dtype=np.int64) * 1000 + 10**17  # too big for a float to hold exactly
+    frame["row"] = np.arange(1, ROWS + 1)  # row numbers: no room for fresh ones inside narrower bounds
+    plan = build_plan(frame, {"id": ["acct", "row"]}, protect="rare")
     columns = {c["name"]: c for c in plan["columns"]}
     assert (columns["age"]["min"], columns["age"]["max"]) == (34, 85)
     assert columns["age"]["reason"] == "numbers; bounded at the 0.1% and 99.9% quantiles"
     assert pd.Timestamp(columns["day"]["datetime"]["min"], unit="s") == pd.Timestamp("2020-01-05")
-    assert (columns["acct"]["min"], columns["acct"]["max"]) == (10**17 + 4, 10**17 + 55)
+    assert (columns["acct"]["min"], columns["acct"]["max"]) == (10**17 + 4000, 10**17 + 55000)
+    assert (columns["row"]["min"], columns["row"]["max"]) == (1, ROWS) and "quantiles" not in columns["row"]["protection"]
+    # CTGAN trains on the rows as they are; sampled values are kept within the bounds.
     train, _ = training_frame(frame, plan, 0)
-    assert train["age"].min() == 34 and train["age"].max() == 85  # the model never sees the extremes
-    none = {c["name"]: c for c in build_plan(frame, {"id": ["acct"]})["columns"]}
+    assert (train["age"].min(), train["age"].max()) == (30, 89)
+    restored = Restorer(plan, identifier_records(frame, plan), np.random.default_rng(0))(train)
+    assert restored["age"].between(34, 85).all() and restored["day"].between("2020-01-05", "2020-02-25").all()
+    assert restored["acct"].between(10**17 + 4000, 10**17 + 55000).all() and sorted(restored["row"]) == list(range(1, ROWS + 1))
+    none = {c["name"]: c for c in build_plan(frame, {"id": ["acct", "row"]})["columns"]}
     assert (none["age"]["min"], none["age"]["max"], none["acct"]["min"]) == (30, 89, 10**17)
 
 
