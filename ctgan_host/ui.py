@@ -228,16 +228,6 @@ class FitProgress:
     def _on_report_part(self, event: dict[str, Any]) -> None:
         note(f"  report: {event['part']}...")
 
-    def _on_memory(self, event: dict[str, Any]) -> None:
-        # memory_estimate's check, made before training: what the fit needs where.
-        for pool in event.get("pools") or []:
-            available = pool.get("available")
-            of = f" of {available / 2**30:.1f} GiB available" if available is not None else ""
-            note(f"Memory ({pool.get('memory', '?')}): the fit needs about {(pool.get('needed') or 0) / 2**30:.2f} GiB{of}")
-
-    def _on_sample(self, event: dict[str, Any]) -> None:
-        print(f"sampled {event['rows']}/{event['total']} rows", file=sys.stderr, flush=True)
-
 
 class TransferProgress:
     """Bytes moved and speed, or rows received, live on a terminal; silent otherwise.  Call the object with the count so far."""

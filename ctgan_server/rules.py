@@ -66,8 +66,7 @@ class Rules:
             raise BadDataError("; ".join(problems))
         for spec in specs:
             if spec["type"] == "fixed_combinations":
-                seen = _texts(frame, spec["columns"]).drop_duplicates()
-                spec["combinations"] = seen.to_numpy().tolist()
+                spec["combinations"] = _texts(frame, spec["columns"]).drop_duplicates().to_numpy().tolist()
         learned = cls(specs, plan)
         broken = [
             f"rule {n} ({spec['type']}: {describe_rule(spec)}) is broken by {count:,} of the original's {len(frame):,} rows"
@@ -76,6 +75,10 @@ class Rules:
         ]
         if broken:
             raise BadDataError("; ".join(broken) + ": fix the data or the rules file")
+        for spec in specs:
+            if spec["type"] == "fixed_combinations":
+                spec["combinations"] = _kept_combinations(spec, columns)
+        learned = cls(specs, plan)
         learned.plan_encoding()
         return learned
 
@@ -246,6 +249,25 @@ def _unusable(n: int, rule: dict[str, Any], columns: dict[str, Any]) -> str | No
 def _texts(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The columns as the category text the plan keeps, gaps as an empty string, for comparing combinations."""
     return pd.DataFrame({name: category_text(frame[name]).fillna("").astype(str) for name in names})
+
+
+def _kept_combinations(spec: dict[str, Any], columns: dict[str, Any]) -> list[list[str]]:
+    """The original's combinations (checked against it already), less those with a value value protection merged away.
+
+    A merged value never comes back, so no sample needs its combinations,
+    and the model's JSON must not keep the rare value either; rows holding
+    its stand-in (``(other)``, a nearest kept number) are drawn again.
+    """
+    # Per column, the categories that come back; None where nothing was merged (every value comes back).
+    allowed = [
+        set(map(str, columns[name]["categories"])) if (columns[name].get("protection") or {}).get("merged") else None
+        for name in spec["columns"]
+    ]
+    return [
+        combination
+        for combination in spec["combinations"]
+        if all(ok is None or not value or value in ok for ok, value in zip(allowed, combination))
+    ]
 
 
 def _decimals_of(col: dict[str, Any]) -> int:

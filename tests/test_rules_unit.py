@@ -97,3 +97,12 @@ def test_ctgan_trains_on_the_gap_and_the_shares_and_they_decode_back():
     assert np.allclose(rules.decode(encoded)[["high", "part"]], train[["high", "part"]])
     drawn = encoded.assign(high=-1.0)  # a gap below 0 from CTGAN: the high column meets the low one
     assert (rules.decode(drawn)["high"] == encoded["low"]).all()
+
+
+def test_combinations_holding_a_value_protection_merged_are_not_kept():
+    frame = pd.DataFrame({"city": ["Lyon"] * 20 + ["Nice"] * 20 + ["Tulle"] * 3, "region": ["ARA"] * 20 + ["PACA"] * 23})
+    plan = build_plan(frame, protect="rare")
+    rules = Rules.learn(check_rules([{"type": "fixed_combinations", "columns": ["city", "region"]}]), frame, plan)
+    assert sorted(map(tuple, rules.specs[0]["combinations"])) == [("Lyon", "ARA"), ("Nice", "PACA")]
+    drawn = pd.DataFrame({"city": ["Lyon", "(other)", "Nice"], "region": ["ARA", "PACA", "ARA"]})
+    assert rules.kept(drawn).tolist() == [True, False, False]
