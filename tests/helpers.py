@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,17 @@ def make_server(root: Path) -> Path:
     for user, password in PASSWORDS.items():
         store.add(user, password)
     return root
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "condition"):
+    """Poll ``predicate`` every 0.2 s until it returns something truthy, and return that; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_local_setup(root: Path) -> tuple[Path, Path]:

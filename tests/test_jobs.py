@@ -18,19 +18,9 @@ import pandas as pd
 import pytest
 
 from ctgan_server.job_store import JobStore, process_start
-from tests.helpers import REPO, as_user, run_cli
+from tests.helpers import REPO, as_user, run_cli, wait_until
 
 LONG = "10000"  # epochs: a job that runs until it is stopped
-
-
-def _wait(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _events(server_dir: Path, user: str, job: str) -> list[dict]:
@@ -117,8 +107,8 @@ def test_killing_the_client_mid_fit_leaves_the_job_running(request, transport, t
     client.stdin.write(stdin)
     client.stdin.flush()
     jobs_dir = server_dir / "jobs" / "alice"
-    job = _wait(lambda: jobs_dir.exists() and [p.stem for p in jobs_dir.glob("*.jsonl")], what="the job")[0]
-    _wait(lambda: _epochs_done(server_dir, "alice", job) >= 3, what="training")
+    job = wait_until(lambda: jobs_dir.exists() and [p.stem for p in jobs_dir.glob("*.jsonl")], what="the job")[0]
+    wait_until(lambda: _epochs_done(server_dir, "alice", job) >= 3, what="training")
     client.kill()
     client.communicate()
 
@@ -132,7 +122,7 @@ def test_killing_the_client_mid_fit_leaves_the_job_running(request, transport, t
 
 def test_cancel_a_running_job_stops_it_and_its_workers(local_config, wide_csv, server_dir):
     job = _detach(local_config, wide_csv)
-    _wait(lambda: _epochs_done(server_dir, "alice", job) >= 1, what="training")
+    wait_until(lambda: _epochs_done(server_dir, "alice", job) >= 1, what="training")
     pid = _pid(server_dir, "alice", job)
     opts, stdin = as_user("alice")
     started = time.monotonic()
@@ -140,7 +130,7 @@ def test_cancel_a_running_job_stops_it_and_its_workers(local_config, wide_csv, s
     assert canceled.code == 0, canceled.err
     assert time.monotonic() - started < 15  # 10 s to stop, plus a CLI start and login
     assert "CANCELED" in canceled.out
-    assert _wait(lambda: not _group_members(pid), timeout=5, what="the job's processes to go")
+    assert wait_until(lambda: not _group_members(pid), timeout=5, what="the job's processes to go")
     assert _no_model_left(server_dir)
     # nor joblib's shared-memory folders and semaphores, named after the job's PID
     shm = Path("/dev/shm")
@@ -154,12 +144,12 @@ def test_cancel_a_running_job_stops_it_and_its_workers(local_config, wide_csv, s
 def test_queue_is_first_in_first_out_and_queued_jobs_cancel(local_config, tiny_csv, one_slot):
     server_dir = one_slot
     first = _detach(local_config, tiny_csv)
-    _wait(lambda: "RUNNING" in _states(server_dir, "alice", first), what="the first job to run")
+    wait_until(lambda: "RUNNING" in _states(server_dir, "alice", first), what="the first job to run")
     second = _detach(local_config, tiny_csv, epochs="2")
     dropped = _detach(local_config, tiny_csv, epochs="2")
     third = _detach(local_config, tiny_csv, epochs="2")
     # each queued job already holds its data: the staging folder is empty
-    _wait(lambda: not any((server_dir / "original_data" / "alice").iterdir()), what="uploads to be loaded")
+    wait_until(lambda: not any((server_dir / "original_data" / "alice").iterdir()), what="uploads to be loaded")
     jobs = _jobs(local_config)
     assert [jobs[j]["state"] for j in (first, second, dropped, third)] == ["RUNNING", "QUEUED", "QUEUED", "QUEUED"]
 
@@ -179,9 +169,9 @@ def test_queue_is_first_in_first_out_and_queued_jobs_cancel(local_config, tiny_c
 
 def test_a_killed_job_shows_failed_and_leaves_no_model(local_config, tiny_csv, server_dir):
     job = _detach(local_config, tiny_csv)
-    _wait(lambda: _epochs_done(server_dir, "alice", job) >= 2, what="training")
+    wait_until(lambda: _epochs_done(server_dir, "alice", job) >= 2, what="training")
     os.kill(_pid(server_dir, "alice", job), signal.SIGKILL)
-    listed = _wait(lambda: (j := _jobs(local_config)[job])["state"] != "RUNNING" and j, timeout=10, what="FAILED")
+    listed = wait_until(lambda: (j := _jobs(local_config)[job])["state"] != "RUNNING" and j, timeout=10, what="FAILED")
     assert listed["state"] == "FAILED" and "process is gone" in listed["error"]["message"]
     assert _no_model_left(server_dir)
     opts, stdin = as_user("alice")
@@ -221,7 +211,7 @@ def test_jobs_over_ssh_detach_follow_and_cancel(ssh_config, tiny_csv, server_dir
     followed = run_cli(ssh_config, *opts, "jobs", "follow", job, input=stdin)
     assert followed.code == 0, followed.err
     long_job = _detach(ssh_config, tiny_csv)
-    _wait(lambda: _epochs_done(server_dir, "alice", long_job) >= 1, what="training")
+    wait_until(lambda: _epochs_done(server_dir, "alice", long_job) >= 1, what="training")
     canceled = run_cli(ssh_config, *opts, "jobs", "cancel", long_job, input=stdin)
     assert canceled.code == 0 and "CANCELED" in canceled.out
     states = {j: s["state"] for j, s in _jobs(ssh_config).items()}
@@ -297,13 +287,13 @@ def test_ctrl_c_while_following_detaches_and_says_how_to_reattach(local_config, 
     client.stdin.write(stdin)
     client.stdin.flush()
     jobs_dir = server_dir / "jobs" / "alice"
-    job = _wait(lambda: jobs_dir.exists() and [p.stem for p in jobs_dir.glob("*.jsonl")], what="the job")[0]
-    _wait(lambda: _epochs_done(server_dir, "alice", job) >= 2, what="training")
+    job = wait_until(lambda: jobs_dir.exists() and [p.stem for p in jobs_dir.glob("*.jsonl")], what="the job")[0]
+    wait_until(lambda: _epochs_done(server_dir, "alice", job) >= 2, what="training")
     os.killpg(client.pid, signal.SIGINT)
     _, err = client.communicate(timeout=30)
     assert client.returncode == 130
     assert f"jobs follow {job}" in err.splitlines()[-1] and "Traceback" not in err
     done = _epochs_done(server_dir, "alice", job)
-    _wait(lambda: _epochs_done(server_dir, "alice", job) > done + 2, what="the job to go on training")
+    wait_until(lambda: _epochs_done(server_dir, "alice", job) > done + 2, what="the job to go on training")
     assert _jobs(local_config)[job]["state"] == "RUNNING"
     assert run_cli(local_config, *opts, "jobs", "cancel", job, input=stdin).code == 0

@@ -10,13 +10,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ctgan_server.storage import UserStorage
-from tests.helpers import REPO, Cli, as_user, make_local_setup
+from tests.helpers import REPO, Cli, as_user, make_local_setup, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +52,6 @@ def _ids(cli: Cli) -> set[str]:
     return {job["id"] for job in _sample_jobs(cli)}
 
 
-def _wait_for(predicate, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError("timed out")
-
-
 def _background_sample(local_config: Path, model: str, rows: int) -> subprocess.Popen:
     opts, password = as_user("alice")
     proc = subprocess.Popen(
@@ -96,10 +85,10 @@ def test_a_sample_over_the_threshold_runs_as_a_job_and_writes_the_csv(cli: Cli, 
 def test_a_sample_job_outlives_its_client_and_its_dataset_can_be_downloaded(cli: Cli, model: str, setup: tuple[Path, Path]):
     before = _ids(cli)
     proc = _background_sample(setup[1], model, 300_000)
-    _wait_for(lambda: _sample_jobs(cli, before))
+    wait_until(lambda: _sample_jobs(cli, before))
     proc.send_signal(signal.SIGKILL)  # the connection drops mid-job
     proc.wait(timeout=10)
-    job = _wait_for(lambda: [j for j in _sample_jobs(cli, before) if j["state"] in ("DONE", "FAILED", "CANCELED")])[0]
+    job = wait_until(lambda: [j for j in _sample_jobs(cli, before) if j["state"] in ("DONE", "FAILED", "CANCELED")])[0]
     assert job["state"] == "DONE", job
     result = cli("download", job["output"])
     assert result.code == 0, result.err
@@ -110,7 +99,7 @@ def test_a_sample_job_outlives_its_client_and_its_dataset_can_be_downloaded(cli:
 def test_cancel_stops_a_sample_job_and_keeps_no_partial_dataset(cli: Cli, model: str, setup: tuple[Path, Path]):
     before, stored = _ids(cli), sorted(UserStorage(setup[0], "alice").synthetic_dir.iterdir())
     proc = _background_sample(setup[1], model, 20_000_000)
-    job = _wait_for(lambda: [j for j in _sample_jobs(cli, before) if (j.get("sampled") or 0) > 0])[0]
+    job = wait_until(lambda: [j for j in _sample_jobs(cli, before) if (j.get("sampled") or 0) > 0])[0]
     result = cli("jobs", "cancel", job["id"])
     assert result.code == 0, result.err
     proc.wait(timeout=30)
